@@ -1,0 +1,298 @@
+"""The one typed experiment config that drives every stage.
+
+Each stage receives only its own section. Every model is frozen and forbids unknown keys, so a typo in a YAML file
+fails loudly with the field's dotted path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message is one readable line naming the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------------------------------------- data
+class SyntheticConfig(_Section):
+    """Deterministic lesion-like images for tests and the quick start."""
+
+    num_samples: int = Field(600, ge=10, description="Total images generated (before splitting).")
+    image_size: int = Field(28, ge=8, le=1024)
+    num_classes: int = Field(2, ge=2, le=20)
+    channels: Literal[1, 3] = 1
+    noise: float = Field(0.15, ge=0.0, le=1.0, description="Std of additive Gaussian noise in [0,1] units.")
+
+
+class SplitConfig(_Section):
+    """Stratified split used when a source has no predefined train/val/test split."""
+
+    train: float = Field(0.8, gt=0, lt=1)
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train+val+test must sum to 1, got {total:g}")
+        return self
+
+
+class PreprocessConfig(_Section):
+    """Deterministic preprocessing applied at training and evaluation alike."""
+
+    image_size: int = Field(28, ge=8, le=1024, description="Images are resized to this square size.")
+    crop: Literal["none", "center", "random"] = "none"
+    crop_size: int | None = Field(None, ge=8, description="Crop size after resize; defaults to image_size.")
+    normalize: Literal["unit", "meanstd"] = "unit"
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    to_rgb: bool = Field(False, description="Repeat a grayscale channel to 3 channels (ImageNet backbones).")
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(s <= 0 for s in v):
+            raise ValueError("every std must be > 0")
+        return v
+
+
+class AugmentConfig(_Section):
+    """Random augmentation, applied to training batches only (never at evaluation)."""
+
+    enabled: bool = False
+    rotation_deg: float = Field(10.0, ge=0, le=180)
+    hflip: bool = True
+    vflip: bool = False
+    scale_min: float = Field(0.9, gt=0, le=1)
+    scale_max: float = Field(1.1, ge=1, le=2)
+
+
+class PartitionConfig(_Section):
+    """How to split the training set across simulated hospitals for federated runs."""
+
+    kind: Literal["iid", "dirichlet", "site"] = "iid"
+    num_clients: int = Field(3, ge=1, le=1000)
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; small = strong label skew.")
+    min_per_client: int = Field(2, ge=1)
+
+
+class DicomConfig(_Section):
+    """Intensity handling for DICOM sources; the window defaults to the file's own tags."""
+
+    window_center: float | None = None
+    window_width: float | None = Field(None, gt=0)
+
+
+class DataConfig(_Section):
+    source: Literal["synthetic", "medmnist", "folder", "dicom", "nifti", "csv"] = "synthetic"
+    path: str | None = Field(None, description="npz file, image folder, or CSV of labels, by source.")
+    image_root: str | None = Field(None, description="Folder the CSV's image paths are relative to.")
+    image_column: str = "image"
+    label_column: str = "label"
+    group_column: str | None = Field(None, description="Patient/group id column; splits keep groups together.")
+    site_column: str | None = Field(None, description="Hospital/site column, used by partition kind 'site'.")
+    class_names: tuple[str, ...] | None = None
+    max_samples: int | None = Field(None, ge=10, description="Subsample each split (stratified) for quick runs.")
+    seed: int = 0
+    synthetic: SyntheticConfig = SyntheticConfig()
+    split: SplitConfig = SplitConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    augment: AugmentConfig = AugmentConfig()
+    partition: PartitionConfig = PartitionConfig()
+    dicom: DicomConfig = DicomConfig()
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "DataConfig":
+        if self.source != "synthetic" and not self.path:
+            raise ValueError(f"data.path is required for source '{self.source}'")
+        return self
+
+
+# -------------------------------------------------------------------------------------------------------- model
+class ModelConfig(_Section):
+    name: str = Field("resnet18", description="A name from the model registry (`medopt models`).")
+    pretrained: bool = Field(False, description="Load ImageNet weights from a local file or installed package.")
+    weights_path: str | None = Field(None, description="Local weights file; overrides the registry's source.")
+    in_chans: int | None = Field(None, ge=1, le=4, description="Defaults to the data's channel count.")
+    num_classes: int | None = Field(None, ge=1, description="Defaults to the data's class count.")
+    transfer: Literal["finetune", "feature_extract", "last_n"] = "finetune"
+    last_n_blocks: int = Field(1, ge=1, description="Trainable backbone blocks when transfer is 'last_n'.")
+    drop_rate: float = Field(0.0, ge=0, lt=1)
+    stem: Literal["imagenet", "small"] = Field(
+        "imagenet",
+        description="'small' swaps a ResNet's 7x7/2 stem + maxpool for a 3x3/1 conv, as MedMNIST does at 28x28.",
+    )
+
+
+# -------------------------------------------------------------------------------------------------------- train
+OptimizerName = Literal["sgd", "adam", "adamw", "adagrad", "adadelta", "adaptive"]
+
+
+class SchedulerConfig(_Section):
+    kind: Literal["none", "cosine_warm_restarts"] = "cosine_warm_restarts"
+    t0: int = Field(10, ge=1, description="Epochs in the first cosine cycle.")
+    t_mult: int = Field(1, ge=1)
+    eta_min: float = Field(0.0, ge=0)
+
+
+class TrainConfig(_Section):
+    backend: Literal["local", "ray"] = "local"
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerName = "adam"
+    lr: float | None = Field(None, gt=0, description="Defaults to the optimizer's house default.")
+    weight_decay: float | None = Field(None, ge=0)
+    betas: tuple[float, float] | None = None
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    adaptive_alpha: float = Field(0.01, gt=0, description="Adaptive rule: beta step per sign of the gradient.")
+    adaptive_gamma: float = Field(1.0, ge=0, description="Adaptive rule: eta_t = eta_0 * exp(-gamma * beta_t).")
+    scheduler: SchedulerConfig = SchedulerConfig()
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weighting: bool = Field(False, description="Weight the loss by inverse class frequency.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N epochs without val gain.")
+    monitor: Literal["val_auc", "val_loss", "val_acc", "val_bacc"] = "val_auc"
+    seed: int = 0
+    num_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: all cores.")
+    loader_workers: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (backend 'ray').")
+    max_failures: int = Field(0, ge=0, description="Ray Train: worker failures tolerated before giving up.")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not all(0 <= b < 1 for b in v):
+            raise ValueError("betas must each be in [0, 1)")
+        return v
+
+
+# ----------------------------------------------------------------------------------------------------- evaluate
+class EvaluateConfig(_Section):
+    bootstrap_samples: int = Field(1000, ge=0, description="Bootstrap resamples for 95% CIs (0 disables).")
+    ci_level: float = Field(0.95, gt=0.5, lt=1)
+    latency_runs: int = Field(30, ge=1)
+    latency_warmup: int = Field(5, ge=0)
+    latency_batch_sizes: tuple[int, ...] = (1, 32)
+    report: bool = True
+
+
+# -------------------------------------------------------------------------------------------------------- store
+class StoreConfig(_Section):
+    kind: Literal["local"] = "local"
+    root: str = Field("artifacts", description="Local folder (kind 'local').")
+
+
+# ------------------------------------------------------------------------------------------------------ the run
+class ExperimentConfig(_Section):
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    seed: int = 0
+    output_dir: str = Field("runs", description="Run folders (logs, reports) are created under it.")
+    runner: Literal["kfp-local", "inprocess"] = Field(
+        "kfp-local", description="'kfp-local' runs the KFP pipeline with kfp.local; 'inprocess' calls stages directly."
+    )
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    store: StoreConfig = StoreConfig()
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
+    where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    value = first.get("input")
+    shown = f" (got {value!r})" if first["type"] != "extra_forbidden" and not isinstance(value, dict) else ""
+    return f"config error at {where}: {msg}{shown}{more}"
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc.__class__.__name__})") from None
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``a.b=c`` overrides applied (values parsed as YAML scalars/lists)."""
+    out = json.loads(json.dumps(raw))
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a plain dict, turning pydantic's report into one readable line."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Load a YAML experiment file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {p}{where} is not valid YAML") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        raw = loaded
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def config_from_json(text: str) -> ExperimentConfig:
+    """Re-validate a config that crossed a process boundary (KFP component, Ray worker)."""
+    try:
+        return ExperimentConfig.model_validate_json(text)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def dump_yaml(cfg: BaseModel) -> str:
+    """The resolved config as YAML, saved next to every artifact it produced."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of ExperimentConfig, for editors and docs."""
+    return ExperimentConfig.model_json_schema()

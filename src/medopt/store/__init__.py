@@ -1,0 +1,30 @@
+"""Artifact stores: a local folder by default, S3/MinIO when configured, one interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medopt.config import StoreConfig
+from medopt.store.base import (
+    ArtifactConflict,
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    ArtifactStore,
+    StoreError,
+    validate_key,
+)
+from medopt.store.local import LocalStore, atomic_copy, atomic_write_bytes
+from medopt.store.manifest import Manifest, sha256_file
+
+__all__ = [
+    "ArtifactConflict", "ArtifactCorrupted", "ArtifactNotFound", "ArtifactStore", "LocalStore", "Manifest",
+    "StoreError", "atomic_copy", "atomic_write_bytes", "open_store", "sha256_file", "validate_key",
+]
+
+
+def open_store(cfg: StoreConfig, base_dir: Path | None = None) -> ArtifactStore:
+    """Open the configured store; a relative local root is resolved against ``base_dir`` (default: cwd)."""
+    root = Path(cfg.root).expanduser()
+    if not root.is_absolute() and base_dir is not None:
+        root = base_dir / root
+    return LocalStore(root)
