@@ -25,7 +25,8 @@ if [ ! -x "$venv/bin/python" ] || ! grep -qs "$site" "$venv/medopt-deps"; then
   "$deps/bin/python" -m venv --without-pip "$venv"
   vsite="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   printf 'import site; site.addsitedir(%s)\n' "'$site'" > "$vsite/00-medopt-deps.pth"
-  printf '%s\n' "$repo/src" > "$vsite/medopt-src.pth"
+  # src/ for the medopt package, the repo root for the KFP `components` and `pipelines` packages.
+  printf '%s\n%s\n' "$repo/src" "$repo" > "$vsite/medopt-src.pth"
   printf '%s\n' "$site" > "$venv/medopt-deps"
   cat > "$venv/bin/medopt" <<PY
 #!$venv/bin/python

@@ -1,0 +1,12 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def data_component(config_json: str, run_id: str, dataset: Output[Dataset]) -> None:
+    """Load, split and store the configured data source."""
+    from medopt.pipeline.steps import data_step
+
+    data_step(config_json, run_id, dataset)

@@ -1,0 +1,14 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_component(
+    config_json: str, run_id: str, dataset: Input[Dataset], model: Output[Model], history: Output[Artifact]
+) -> None:
+    """Train the configured model on the stored dataset."""
+    from medopt.pipeline.steps import train_step
+
+    train_step(config_json, run_id, dataset, model, history)

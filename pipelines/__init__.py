@@ -1,0 +1,1 @@
+"""KFP pipeline definitions; compiled YAML lives beside them and is golden-tested."""

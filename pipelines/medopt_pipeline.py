@@ -1,0 +1,21 @@
+"""The medopt pipeline: data -> train -> evaluate. Later stages add their components here."""
+
+from kfp import dsl
+
+from components import data_component, evaluate_component, train_component
+
+PIPELINE_NAME = "medopt"
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate and report a medical-image classifier.")
+def medopt_pipeline(config_json: str, run_id: str) -> None:
+    data = data_component(config_json=config_json, run_id=run_id).set_display_name("data")
+    train = train_component(config_json=config_json, run_id=run_id, dataset=data.outputs["dataset"])
+    train.set_display_name("train")
+    evaluate_component(
+        config_json=config_json,
+        run_id=run_id,
+        dataset=data.outputs["dataset"],
+        model=train.outputs["model"],
+        history=train.outputs["history"],
+    ).set_display_name("evaluate")

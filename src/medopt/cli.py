@@ -1,0 +1,206 @@
+"""The `medopt` command line. Errors print one readable line and exit non-zero; details go to the run log."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="medopt: medical-image classifiers, end to end.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect data sources.")
+pipeline_app = typer.Typer(no_args_is_help=True, help="Compile the KFP pipeline.")
+config_app = typer.Typer(no_args_is_help=True, help="Config helpers.")
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML (defaults when omitted).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: section.key=value (repeatable).")]
+SCALARS = ("acc", "bacc", "auc", "f1_weighted", "precision_weighted", "recall_weighted", "avg")
+
+
+class UserError(Exception):
+    """An expected failure with a message for the user (not a bug)."""
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from medopt.config import ConfigError
+    from medopt.data import DataError
+    from medopt.models import ModelError
+    from medopt.models.checkpoint import CheckpointError
+    from medopt.pipeline.runner import PipelineFailed
+    from medopt.registry import UnknownNameError
+    from medopt.store import StoreError
+
+    return (UserError, ConfigError, DataError, ModelError, CheckpointError, PipelineFailed, UnknownNameError,
+            StoreError, FileNotFoundError)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn expected failures into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _expected_errors() as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> Any:
+    from medopt.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+def _metrics_table(metrics: dict[str, Any], ci: dict[str, Any] | None = None, title: str = "test metrics") -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for name in SCALARS:
+        if name in metrics:
+            lo_hi = (ci or {}).get(name)
+            table.add_row(name, f"{metrics[name]:.4f}", f"{lo_hi[0]:.3f} – {lo_hi[1]:.3f}" if lo_hi else "")
+    return table
+
+
+@app.command()
+@friendly_errors
+def run(config: ConfigArg = None, set_: SetOpt = None, runner: Annotated[str | None, typer.Option(
+        help="kfp-local (default) or inprocess.")] = None) -> None:
+    """Run the whole pipeline (data -> train -> evaluate -> report) on this machine."""
+    from medopt.pipeline.runner import run_pipeline
+    from medopt.pipeline.ui import PipelineProgress
+
+    overrides = list(set_ or []) + ([f"runner={runner}"] if runner else [])
+    cfg = _load(config, overrides)
+    console.print(f"[bold]medopt run[/] {cfg.name}: {cfg.model.name} on {cfg.data.source}, "
+                  f"{cfg.train.epochs} epochs, runner {cfg.runner}")
+    with PipelineProgress(console, epochs=cfg.train.epochs) as ui:
+        outcome = run_pipeline(cfg, on_progress=ui.update)
+    values = outcome.metrics
+    console.print(_metrics_table(values["metrics"], values.get("ci")))
+    console.print(f"run folder: {outcome.run_dir}")
+    if outcome.report_path:
+        console.print(f"report:     {outcome.report_path}")
+    console.print(f"artifacts:  {outcome.store_uri}/runs/{outcome.run_id}  ({outcome.seconds:.0f} s)")
+
+
+@app.command()
+@friendly_errors
+def train(config: ConfigArg = None, set_: SetOpt = None) -> None:
+    """Load the data and train the model in this process; store the dataset and the model."""
+    from medopt.pipeline.runner import new_run_id, resolve_paths
+    from medopt.pipeline.steps import run_prefix
+    from medopt.pipeline.ui import PipelineProgress
+    from medopt.data.stage import run_data
+    from medopt.store import open_store
+    from medopt.train.stage import run_train
+    from medopt.pipeline import progress
+
+    cfg = resolve_paths(_load(config, set_), Path.cwd())
+    store = open_store(cfg.store)
+    prefix = run_prefix(new_run_id(cfg))
+    with PipelineProgress(console, epochs=cfg.train.epochs) as ui:
+        data = run_data(cfg.data, store, prefix=prefix, provenance=cfg.model_dump(mode="json"))
+        result = run_train(cfg, store, dataset_key=data.manifest.key, prefix=prefix,
+                           on_epoch_end=lambda e, row: ui.update(progress.epoch_event("train", e, cfg.train.epochs, row)))
+    console.print(f"best {cfg.train.monitor} {result.fit.best_score:.4f} at epoch {result.fit.best_epoch}")
+    console.print(f"dataset: {data.manifest.key}\nmodel:   {result.model.key}\nstore:   {store.uri}")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    model: Annotated[str, typer.Option(help="Store key of the model (…/train/model.pt).")],
+    dataset: Annotated[str, typer.Option(help="Store key of the dataset (…/data/dataset.npz).")],
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+) -> None:
+    """Evaluate a stored model on a stored dataset's test split and write the report."""
+    from medopt.evaluate.stage import run_evaluate
+    from medopt.pipeline.runner import resolve_paths
+    from medopt.store import open_store
+
+    cfg = resolve_paths(_load(config, set_), Path.cwd())
+    store = open_store(cfg.store)
+    prefix = model.rsplit("/train/", 1)[0] if "/train/" in model else f"evaluations/{cfg.name}"
+    history = model.replace("/model.pt", "/history.json")
+    result = run_evaluate(cfg, store, dataset_key=dataset, model_key=model, prefix=prefix,
+                          history_key=history if store.exists(history) else None)
+    console.print(_metrics_table(result.values["metrics"], result.values.get("ci")))
+    if result.report:
+        console.print(f"report: {store.uri}/{result.report.key}")
+
+
+@data_app.command("inspect")
+@friendly_errors
+def data_inspect(config: ConfigArg = None, set_: SetOpt = None) -> None:
+    """Load the configured data source and print its splits, classes and pixel statistics."""
+    from medopt.data import describe_dataset, load_dataset
+    from medopt.pipeline.runner import resolve_paths
+
+    cfg = resolve_paths(_load(config, set_), Path.cwd())
+    summary = describe_dataset(load_dataset(cfg.data))
+    console.print_json(json.dumps(summary, default=str))
+
+
+@pipeline_app.command("compile")
+@friendly_errors
+def pipeline_compile(output: Annotated[Path, typer.Option("--output", "-o")] = Path("pipelines/medopt_pipeline.yaml")) -> None:
+    """Write the KFP pipeline YAML (submit it with `kfp run create` on a cluster)."""
+    from medopt.pipeline.runner import compile_pipeline
+
+    console.print(f"wrote {compile_pipeline(output)}")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the experiment config."""
+    from medopt.config import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@config_app.command("show")
+@friendly_errors
+def config_show(config: ConfigArg = None, set_: SetOpt = None) -> None:
+    """Print the resolved config (file + overrides + defaults) as YAML."""
+    from medopt.config import dump_yaml
+
+    sys.stdout.write(dump_yaml(_load(config, set_)))
+
+
+@app.command("models")
+def models_list() -> None:
+    """List the registered model names."""
+    from medopt.models import MODELS
+
+    for name in MODELS.names():
+        console.print(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, prog_name="medopt", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
+    return 0

@@ -1,0 +1,123 @@
+"""The train stage: dataset artifact in, trained model artifact (+ history) out."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medopt.config import ExperimentConfig
+from medopt.data import ImageDataset, augment_batch, make_loader, read_dataset
+from medopt.evaluate.metrics import compute_metrics
+from medopt.models import create_model
+from medopt.models.checkpoint import save_model_file
+from medopt.store import ArtifactStore, Manifest
+from medopt.train.loop import FitResult, fit
+from medopt.train.seeding import resolve_device, seed_everything
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Manifest
+    history: Manifest
+    fit: FitResult
+
+
+def load_dataset_artifact(store: ArtifactStore, key: str, workdir: Path) -> ImageDataset:
+    """Fetch (hash-verified) and read a dataset artifact."""
+    return read_dataset(store.get_file(key, workdir / "dataset.npz"))
+
+
+def model_geometry(cfg: ExperimentConfig, dataset: ImageDataset) -> tuple[int, int, int]:
+    """(in_chans, num_classes, input_size) the model must have to eat this dataset after preprocessing."""
+    pre = cfg.data.preprocess
+    in_chans = 3 if pre.to_rgb else dataset.channels
+    input_size = pre.crop_size if (pre.crop != "none" and pre.crop_size) else pre.image_size
+    return in_chans, dataset.num_classes, input_size
+
+
+def class_counts(dataset: ImageDataset) -> np.ndarray:
+    labels = dataset.train.labels
+    if dataset.task == "multilabel":
+        return labels.sum(axis=0)
+    return np.bincount(labels.astype(np.int64), minlength=dataset.num_classes)
+
+
+def train_model(
+    cfg: ExperimentConfig, dataset: ImageDataset, *, on_epoch_end: EpochCallback | None = None
+) -> tuple[torch.nn.Module, FitResult]:
+    """Build the configured model and fit it on the dataset's train split, selecting on val."""
+    generator = seed_everything(cfg.train.seed)
+    in_chans, num_classes, input_size = model_geometry(cfg, dataset)
+    model = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=input_size)
+    pre, bs = cfg.data.preprocess, cfg.train.batch_size
+    train_loader = make_loader(dataset.train, pre, batch_size=bs, shuffle=True, seed=cfg.train.seed, task=dataset.task)
+    val_loader = make_loader(dataset.val, pre, batch_size=max(bs, 256), shuffle=False, seed=0, task=dataset.task)
+    augment = partial(augment_batch, cfg=cfg.data.augment, generator=generator) if cfg.data.augment.enabled else None
+    result = fit(
+        model,
+        train_loader,
+        val_loader,
+        cfg.train,
+        task=dataset.task,
+        metrics_fn=partial(_metrics, class_names=dataset.class_names),
+        class_counts=class_counts(dataset),
+        augment=augment,
+        on_epoch_end=on_epoch_end,
+        device=resolve_device(cfg.train.device),
+    )
+    return model, result
+
+
+def _metrics(y_true: np.ndarray, y_prob: np.ndarray, task: str, class_names: tuple[str, ...]) -> dict[str, Any]:
+    return compute_metrics(y_true, y_prob, task, class_names)
+
+
+def run_train(
+    cfg: ExperimentConfig,
+    store: ArtifactStore,
+    *,
+    dataset_key: str,
+    prefix: str,
+    on_epoch_end: EpochCallback | None = None,
+) -> TrainResult:
+    """Train on a stored dataset and store ``<prefix>/train/model.pt`` and ``history.json`` with manifests."""
+    provenance = cfg.model_dump(mode="json")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        dataset = load_dataset_artifact(store, dataset_key, work)
+        model, result = train_model(cfg, dataset, on_epoch_end=on_epoch_end)
+        in_chans, num_classes, input_size = model_geometry(cfg, dataset)
+        summary = {
+            "best_epoch": result.best_epoch,
+            "best_score": result.best_score,
+            "monitor": cfg.train.monitor,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": float(sum(result.history.get("epoch_seconds", []))),
+        }
+        history_path = work / "history.json"
+        history_path.write_text(json.dumps(result.history, indent=1))
+        history = store.put_file(
+            f"{prefix}/train/history.json", history_path, kind="history", config=provenance,
+            metrics=summary, parents=[dataset_key],
+        )
+        model_path = work / "model.pt"
+        save_model_file(
+            model_path, model.cpu(), model_config=cfg.model, preprocess=cfg.data.preprocess, in_chans=in_chans,
+            num_classes=num_classes, input_size=input_size, class_names=dataset.class_names, task=dataset.task,
+        )
+        model_manifest = store.put_file(
+            f"{prefix}/train/model.pt", model_path, kind="model/pytorch", config=provenance, metrics=summary,
+            parents=[dataset_key], meta={"model": cfg.model.name, "history": history.key},
+        )
+    return TrainResult(model=model_manifest, history=history, fit=result)
