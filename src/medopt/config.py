@@ -159,6 +159,7 @@ class TrainConfig(_Section):
     adaptive_gamma: float = Field(1.0, ge=0, description="Adaptive rule: eta_t = eta_0 * exp(-gamma * beta_t).")
     scheduler: SchedulerConfig = SchedulerConfig()
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value (None: off).")
     class_weighting: bool = Field(False, description="Weight the loss by inverse class frequency.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N epochs without val gain.")
     monitor: Literal["val_auc", "val_loss", "val_acc", "val_bacc"] = "val_auc"
@@ -189,8 +190,25 @@ class EvaluateConfig(_Section):
 
 # -------------------------------------------------------------------------------------------------------- store
 class StoreConfig(_Section):
-    kind: Literal["local"] = "local"
+    """Where artifacts live. Credentials never come from this file: env vars or a mounted secret file."""
+
+    kind: Literal["local", "s3"] = "local"
     root: str = Field("artifacts", description="Local folder (kind 'local').")
+    endpoint: str | None = Field(None, description="S3 endpoint host:port, e.g. minio.medopt:9000 (kind 's3').")
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field("", description="Key prefix inside the bucket.")
+    secure: bool = Field(True, description="TLS on/off.")
+    region: str | None = None
+    create_bucket: bool = Field(False, description="Create the bucket when it does not exist.")
+    credentials_file: str | None = Field(
+        None, description="Mounted secret file with access_key/secret_key lines; else AWS_ACCESS_KEY_ID/..."
+    )
+
+    @model_validator(mode="after")
+    def _s3_needs_endpoint(self) -> "StoreConfig":
+        if self.kind == "s3" and (not self.endpoint or not self.bucket):
+            raise ValueError("store.endpoint and store.bucket are required for kind 's3'")
+        return self
 
 
 # ------------------------------------------------------------------------------------------------------ the run

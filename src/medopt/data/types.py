@@ -123,3 +123,15 @@ class ImageDataset:
     def splits(self) -> dict[str, ArraySplit]:
         """The three splits by name, in train/val/test order."""
         return {name: getattr(self, name) for name in SPLIT_NAMES}
+
+
+@dataclass(frozen=True, eq=False)
+class LabeledPool:
+    """Images of a source without a predefined split, before it is split into train/val/test."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+    groups: np.ndarray | None = None
+    sites: np.ndarray | None = None

@@ -8,7 +8,6 @@ match scikit-learn with ``labels=range(C)`` and ``zero_division=0``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -287,7 +286,3 @@ def roc_points(
         curves[names[k]] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(auc)}
     return curves
 
-
-def is_nan(value: Any) -> bool:
-    """True for float NaN; used by the report to show 'n/a' instead of 'nan'."""
-    return isinstance(value, float) and math.isnan(value)

@@ -86,7 +86,9 @@ def _heatmap(ax: Any, counts: np.ndarray, ticks: Sequence[str], title: str | Non
             colour = "white" if frac[r, c] > 0.55 else "#111827"
             ax.text(c, r, f"{int(counts[r, c])}\n{100 * frac[r, c]:.1f}%", ha="center", va="center",
                     fontsize=size, color=colour)
-    ax.set_xticks(range(n), [str(t) for t in ticks], rotation=30 if n > 4 else 0, ha="right" if n > 4 else "center")
+    rotate = n > 4 or sum(len(str(t)) for t in ticks) > 28
+    ax.set_xticks(range(n), [str(t) for t in ticks], rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                  rotation_mode="anchor")
     ax.set_yticks(range(n), [str(t) for t in ticks])
     ax.tick_params(labelsize=8.5, length=0)
     ax.set_xlabel("Predicted", fontsize=9)
@@ -102,9 +104,9 @@ def confusion_png(confusion: Sequence[Any], class_names: Sequence[str]) -> bytes
     if cm.ndim == 3 and cm.shape[1:] == (2, 2):
         if cm.shape[0] != len(names):
             raise PlotInputError(f"confusion has {cm.shape[0]} labels but class_names has {len(names)}")
-        cols = min(4, cm.shape[0])
+        cols = min(2 if cm.shape[0] <= 4 else 3, cm.shape[0])
         nrows = math.ceil(cm.shape[0] / cols)
-        fig = _figure(2.6 * cols, 2.6 * nrows)
+        fig = _figure(2.5 * cols, 2.4 * nrows)
         for k, name in enumerate(names):
             _heatmap(fig.add_subplot(nrows, cols, k + 1), cm[k], ("neg", "pos"), title=name)
         return to_png(fig)

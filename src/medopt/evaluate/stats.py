@@ -201,7 +201,9 @@ def delong_test(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray) -> d
         raise StatsInputError(f"y_true must be (N,) binary 0/1 labels, got shape {yt.shape}")
     pos = yt == 1
     if pos.sum() < 2 or (~pos).sum() < 2:
-        raise StatsInputError(f"DeLong test needs >= 2 samples of each class, got {pos.sum()} positive, {(~pos).sum()} negative")
+        raise StatsInputError(
+            f"DeLong test needs >= 2 samples of each class, got {pos.sum()} positive and {(~pos).sum()} negative"
+        )
     scores = np.stack([_binary_scores(prob_a, len(yt), "prob_a"), _binary_scores(prob_b, len(yt), "prob_b")])
     aucs, cov = delong_auc_cov(scores[:, pos], scores[:, ~pos])
     diff = float(aucs[0] - aucs[1])

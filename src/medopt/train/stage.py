@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from medopt.evaluate.metrics import compute_metrics
 from medopt.models import create_model
 from medopt.models.checkpoint import save_model_file
 from medopt.store import ArtifactStore, Manifest
+from medopt.train.history import save_history
+from medopt.train.losses import count_classes
 from medopt.train.loop import FitResult, fit
 from medopt.train.seeding import resolve_device, seed_everything
 
@@ -45,13 +46,6 @@ def model_geometry(cfg: ExperimentConfig, dataset: ImageDataset) -> tuple[int, i
     return in_chans, dataset.num_classes, input_size
 
 
-def class_counts(dataset: ImageDataset) -> np.ndarray:
-    labels = dataset.train.labels
-    if dataset.task == "multilabel":
-        return labels.sum(axis=0)
-    return np.bincount(labels.astype(np.int64), minlength=dataset.num_classes)
-
-
 def train_model(
     cfg: ExperimentConfig, dataset: ImageDataset, *, on_epoch_end: EpochCallback | None = None
 ) -> tuple[torch.nn.Module, FitResult]:
@@ -70,7 +64,7 @@ def train_model(
         cfg.train,
         task=dataset.task,
         metrics_fn=partial(_metrics, class_names=dataset.class_names),
-        class_counts=class_counts(dataset),
+        class_counts=count_classes(dataset.train.labels, dataset.task, dataset.num_classes),
         augment=augment,
         on_epoch_end=on_epoch_end,
         device=resolve_device(cfg.train.device),
@@ -106,7 +100,7 @@ def run_train(
             "train_seconds": float(sum(result.history.get("epoch_seconds", []))),
         }
         history_path = work / "history.json"
-        history_path.write_text(json.dumps(result.history, indent=1))
+        save_history(result.history, history_path)
         history = store.put_file(
             f"{prefix}/train/history.json", history_path, kind="history", config=provenance,
             metrics=summary, parents=[dataset_key],

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medopt.config import load_config
+from medopt.pipeline.runner import PipelineFailed, compile_pipeline, run_pipeline
+from medopt.store import LocalStore
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "model.name=tiny_cnn", "data.synthetic.num_samples=200", "data.synthetic.image_size=16",
+    "data.preprocess.image_size=16", "train.epochs=2", "train.batch_size=32", "evaluate.bootstrap_samples=50",
+    "evaluate.latency_runs=3", "evaluate.latency_warmup=1", "evaluate.latency_batch_sizes=[1, 4]",
+]
+
+
+def test_compiled_pipeline_matches_golden(tmp_path: Path) -> None:
+    out = compile_pipeline(tmp_path / "p.yaml")
+    golden = REPO / "pipelines" / "medopt_pipeline.yaml"
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load(golden.read_text()), (
+        "pipeline changed: run `medopt pipeline compile` and commit pipelines/medopt_pipeline.yaml"
+    )
+    spec = yaml.safe_load(out.read_text())
+    assert set(spec["root"]["dag"]["tasks"]) == {"data-component", "train-component", "evaluate-component"}
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert executor["container"]["image"].startswith("ghcr.io/medopt/medopt:")
+        assert "pip install" not in " ".join(executor["container"]["command"])
+
+
+def _cfg(tmp_path: Path, runner: str, extra: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    return load_config(None, [*TINY, f"runner={runner}", f"output_dir={tmp_path / 'runs'}",
+                              f"store.root={tmp_path / 'store'}", *extra])
+
+
+def _assert_run_complete(outcome, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store = LocalStore(tmp_path / "store")
+    keys = store.list(f"runs/{outcome.run_id}")
+    assert {k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1] for k in keys} == {
+        "data/dataset.npz", "train/model.pt", "train/history.json", "evaluate/metrics.json", "evaluate/report.html"}
+    for key in keys:
+        store.verify(key)
+    model = store.manifest(f"runs/{outcome.run_id}/train/model.pt")
+    assert model.parents == (f"runs/{outcome.run_id}/data/dataset.npz",)
+    assert model.config["model"]["name"] == "tiny_cnn"
+    assert 0.0 <= outcome.metrics["metrics"]["auc"] <= 1.0
+    assert (outcome.run_dir / "config.yaml").is_file() and outcome.report_path.is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kfp_local_run_end_to_end(tmp_path: Path) -> None:
+    events: list[dict] = []
+    outcome = run_pipeline(_cfg(tmp_path, "kfp-local"), on_progress=events.append)
+    _assert_run_complete(outcome, tmp_path)
+    assert [e["epoch"] for e in events if e.get("stage") == "train"] == [0, 1]
+    executor_outputs = list((outcome.run_dir / "kfp").rglob("*"))
+    refs = [p for p in executor_outputs if p.is_file() and p.name == "dataset"]
+    assert refs and json.loads(refs[0].read_text())["key"].endswith("data/dataset.npz")
+
+
+def test_inprocess_run_end_to_end(tmp_path: Path) -> None:
+    outcome = run_pipeline(_cfg(tmp_path, "inprocess"))
+    _assert_run_complete(outcome, tmp_path)
+
+
+def test_failure_names_the_cause_and_the_log(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "inprocess", ("data.source=medmnist", f"data.path={tmp_path / 'missing.npz'}"))
+    with pytest.raises(PipelineFailed) as info:
+        run_pipeline(cfg)
+    assert "missing.npz" in str(info.value) and "run.log" in str(info.value)
