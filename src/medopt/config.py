@@ -93,6 +93,12 @@ class DicomConfig(_Section):
     window_center: float | None = None
     window_width: float | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "DicomConfig":
+        if (self.window_center is None) != (self.window_width is None):
+            raise ValueError("set both data.dicom.window_center and window_width, or neither")
+        return self
+
 
 class DataConfig(_Section):
     source: Literal["synthetic", "medmnist", "folder", "dicom", "nifti", "csv"] = "synthetic"

@@ -65,7 +65,8 @@ def test_not_dicom_names_the_file(tmp_path: Path) -> None:
         read_dicom(tmp_path / "missing.dcm", NO_WINDOW)
 
 
-def test_half_set_window_is_rejected(tmp_path: Path, write_dicom) -> None:
-    path = write_dicom(tmp_path / "a.dcm", np.zeros((2, 2), dtype=np.uint8))
-    with pytest.raises(DataError, match="window_center and data.dicom.window_width"):
-        read_dicom(path, DicomConfig(window_center=40.0))
+def test_half_set_window_is_rejected_by_the_config() -> None:
+    from medopt.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="set both data.dicom.window_center and window_width"):
+        load_config(None, ["data.dicom.window_center=40"])

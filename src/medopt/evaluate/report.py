@@ -57,8 +57,7 @@ body{margin:0;font:14px/1.5 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans
 background:#eef1f5}
 header{background:linear-gradient(120deg,#0b3d74,#0b5cad 60%,#1479c9);color:#fff;padding:28px 0 22px}
 .wrap{max-width:1120px;margin:0 auto;padding:0 24px}
-header h1{margin:0 0 6px;font-size:26px;font-weight:650;letter-spacing:.2px}
-header .meta{opacity:.9;font-size:13px}
+header h1{margin:0 0 6px;font-size:26px;font-weight:650;letter-spacing:.2px} header .meta{opacity:.9;font-size:13px}
 header .meta span{margin-right:18px;white-space:nowrap}
 nav{margin-top:14px;font-size:12.5px}
 nav a{color:#dbeafe;text-decoration:none;margin-right:14px;border-bottom:1px dotted #93c5fd}
@@ -69,8 +68,7 @@ section h2{font-size:16px;margin:0 0 12px;color:#0b3d74}
 .card{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:14px 16px;
 border-top:4px solid var(--accent)}
 .card .k{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.6px}
-.card .v{font-size:28px;font-weight:650;margin:2px 0}
-.card .ci{font-size:12px;color:var(--muted)}
+.card .v{font-size:28px;font-weight:650;margin:2px 0} .card .ci{font-size:12px;color:var(--muted)}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
 th{background:var(--soft);font-weight:600;color:#374151;position:sticky;top:0}
@@ -81,12 +79,10 @@ tbody tr:hover{background:#f9fafb}
 .bar .ci{position:absolute;top:-3px;bottom:-3px;border-left:2px solid #0b3d74;border-right:2px solid #0b3d74;
 background:rgba(11,61,116,.15)}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:18px}
-figure{margin:0;text-align:center}
-figure img{max-width:100%;height:auto}
+figure{margin:0;text-align:center} figure img{max-width:100%;height:auto}
 figcaption{font-size:12px;color:var(--muted);margin-top:4px}
 .note{font-size:12px;color:var(--muted);margin:8px 0 0}
-.scroll{overflow-x:auto}
-.facts{max-width:420px;margin-top:16px}
+.scroll{overflow-x:auto} .facts{max-width:420px;margin-top:16px}
 details summary{cursor:pointer;font-weight:600;color:#0b3d74}
 pre{background:#0f172a;color:#e2e8f0;padding:14px;border-radius:8px;overflow:auto;font-size:12px;line-height:1.45}
 footer{color:var(--muted);font-size:12px;text-align:center;padding-bottom:30px}
@@ -204,7 +200,7 @@ def _metrics_section(metrics: Mapping[str, Any], ci: Mapping[str, Sequence[float
     table = _table(["Metric", "Value", f"{level:.0%} CI", ""], rows, raw_cols=frozenset({1, 2, 3}),
                    right_cols=frozenset({1, 2}))
     note = ('<p class="note">AVG = mean of accuracy, balanced accuracy and weighted precision, recall and F1. '
-            "CIs: percentile bootstrap, resampling within each class.</p>")
+            "CIs: percentile bootstrap, resampling within each class (whole rows for multilabel).</p>")
     return _section("metrics", "Metrics", table + note)
 
 

@@ -63,7 +63,7 @@ def evaluate_bundle(bundle: ModelBundle, dataset: ImageDataset, cfg: ExperimentC
     return {
         "metrics": metrics,
         "ci": {k: list(v) for k, v in ci.items()},
-        "roc": roc_points(y_true, y_prob, dataset.task),
+        "roc": roc_points(y_true, y_prob, dataset.task, class_names=dataset.class_names),
         "profile": profile_model(bundle, cfg),
         "test_samples": int(len(y_true)),
     }
@@ -107,6 +107,7 @@ def run_evaluate(
                 history=history,
                 latency=values["profile"],
                 config_yaml=dump_yaml(cfg),
+                ci_level=cfg.evaluate.ci_level,
             )
             report_manifest = store.put_file(
                 f"{prefix}/evaluate/report.html", report_path, kind="report/html", config=provenance,

@@ -146,12 +146,15 @@ def run_pipeline(
     log_path = run_dir / "run.log"
     try:
         with captured_output(log_path, on_progress):
-            if cfg.runner == "kfp-local":
-                _run_kfp_local(cfg, run_id, run_dir)
-            else:
-                _run_inprocess(cfg, run_id, store)
+            try:
+                if cfg.runner == "kfp-local":
+                    _run_kfp_local(cfg, run_id, run_dir)
+                else:
+                    _run_inprocess(cfg, run_id, store)
+            except Exception:
+                log.exception("run %s failed", run_id)  # the full traceback goes to the run log only
+                raise
     except Exception as exc:
-        log.debug("pipeline failed", exc_info=True)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise PipelineFailed(f"run {run_id} failed: {reason} (details: {log_path})") from exc
     return _collect(store, run_id, run_dir, time.perf_counter() - started)

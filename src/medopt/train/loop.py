@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from medopt.config import TrainConfig
+from medopt.models.transfer import freeze_frozen_batchnorm
 from medopt.train.early_stopping import EarlyStopping
 from medopt.train.losses import Task, build_loss, check_task
 from medopt.train.optim import build_optimizer, build_scheduler
@@ -122,6 +123,7 @@ def train_one_epoch(
         raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
     steps = _num_batches(loader, "train loader") if scheduler is not None else 0
     model.train()
+    freeze_frozen_batchnorm(model)  # a frozen backbone's BatchNorm keeps its running statistics
     total, samples, lr = torch.zeros((), device=device), 0, math.nan
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader):
@@ -151,9 +153,14 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate_epoch(
-    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], loss_fn: nn.Module, *, device: torch.device, task: Task
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    loss_fn: nn.Module | None,
+    *,
+    device: torch.device,
+    task: Task,
 ) -> EvalOutput:
-    """Loss and probabilities over ``loader`` in eval mode, without gradients."""
+    """Loss and probabilities over ``loader`` in eval mode, without gradients (loss is NaN without ``loss_fn``)."""
     check_task(task)
     model.eval()
     total, samples = torch.zeros((), device=device), 0
@@ -163,14 +170,16 @@ def evaluate_epoch(
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
         _check_batch(logits, y, task)
-        total += loss_fn(logits, y) * x.shape[0]
+        if loss_fn is not None:
+            total += loss_fn(logits, y) * x.shape[0]
         samples += int(x.shape[0])
         p = torch.sigmoid(logits.float()) if task == "multilabel" else torch.softmax(logits.float(), dim=1)
         probs.append(p.cpu().numpy())
         labels.append(y.cpu().numpy())
     if samples == 0:
         raise ValueError("evaluation loader yielded no batches")
-    return EvalOutput(loss=float(total.item()) / samples, y_true=np.concatenate(labels), y_prob=np.concatenate(probs))
+    loss = float(total.item()) / samples if loss_fn is not None else math.nan
+    return EvalOutput(loss=loss, y_true=np.concatenate(labels), y_prob=np.concatenate(probs))
 
 
 # ------------------------------------------------------------------------------------------------ training state

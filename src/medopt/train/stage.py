@@ -56,7 +56,7 @@ def train_model(
     pre, bs = cfg.data.preprocess, cfg.train.batch_size
     train_loader = make_loader(dataset.train, pre, batch_size=bs, shuffle=True, seed=cfg.train.seed, task=dataset.task)
     val_loader = make_loader(dataset.val, pre, batch_size=max(bs, 256), shuffle=False, seed=0, task=dataset.task)
-    augment = partial(augment_batch, cfg=cfg.data.augment, generator=generator) if cfg.data.augment.enabled else None
+    augment = partial(augment_batch, cfg=cfg.data.augment, generator=generator, crop=pre) if cfg.data.augment.enabled else None
     result = fit(
         model,
         train_loader,
