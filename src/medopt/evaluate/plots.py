@@ -123,7 +123,9 @@ def _split_history(history: Mapping[str, Sequence[float]]) -> list[tuple[str, li
     keys = [k for k, v in history.items() if len(v) > 0]
     losses = [k for k in keys if "loss" in k.lower()]
     rates = [k for k in keys if k.lower() == "lr" or k.lower().endswith("_lr") or k.lower().startswith("lr")]
-    others = [k for k in keys if k not in losses and k not in rates]
+    # Bookkeeping columns (epoch index, timings, throughput) are not quality curves.
+    bookkeeping = {"epoch", "epoch_seconds", "samples_per_s", "seconds", "samples"}
+    others = [k for k in keys if k not in losses and k not in rates and k.lower() not in bookkeeping]
     panels = [("Loss", losses), ("Metrics", others), ("Learning rate", rates)]
     return [(title, ks) for title, ks in panels if ks]
 

@@ -39,15 +39,15 @@ def predict_split(bundle: ModelBundle, dataset: ImageDataset, split: str = "test
 
 
 def profile_model(bundle: ModelBundle, cfg: ExperimentConfig) -> dict[str, Any]:
-    """Eager PyTorch latency per batch size and peak memory of one batch-1 inference."""
+    """Eager PyTorch latency per batch size and the peak RSS growth of one inference at the largest batch."""
     shape = (bundle.in_chans, bundle.input_size, bundle.input_size)
     ev = cfg.evaluate
     latency = latency_by_batch(bundle.model, shape, ev.latency_batch_sizes, ev.latency_runs, ev.latency_warmup)
-    example = torch.zeros((1, *shape))
+    batch = max(ev.latency_batch_sizes)
     with torch.inference_mode():
-        peak = peak_memory_mb(bundle.model, example)
+        peak = peak_memory_mb(bundle.model, torch.zeros((batch, *shape)))
     params = sum(p.numel() for p in bundle.model.parameters())
-    return {"latency": latency, "peak_memory_mb": peak, "params": params}
+    return {"latency": latency, "peak_memory_mb": peak, "peak_memory_batch": batch, "params": params}
 
 
 def evaluate_bundle(bundle: ModelBundle, dataset: ImageDataset, cfg: ExperimentConfig) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def _run_kfp_local(cfg: ExperimentConfig, run_id: str, run_dir: Path) -> None:
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         medopt_pipeline(config_json=cfg.model_dump_json(), run_id=run_id)
 
 
