@@ -151,14 +151,32 @@ def evaluate(
 
 @data_app.command("inspect")
 @friendly_errors
-def data_inspect(config: ConfigArg = None, set_: SetOpt = None) -> None:
+def data_inspect(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full description as JSON.")] = False,
+) -> None:
     """Load the configured data source and print its splits, classes and pixel statistics."""
     from medopt.data import describe_dataset, load_dataset
     from medopt.pipeline.runner import resolve_paths
 
     cfg = resolve_paths(_load(config, set_), Path.cwd())
     summary = describe_dataset(load_dataset(cfg.data))
-    console.print_json(json.dumps(summary, default=str))
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str, indent=2) + "\n")
+        return
+    console.print(f"[bold]{summary['source']}[/]  task {summary['task']}, {summary['num_classes']} classes, "
+                  f"{summary['image_size'][0]}x{summary['image_size'][1]}x{summary['channels']} {summary['dtype']}")
+    table = Table()
+    for column in ("split", "count", *summary["class_names"], "pixel mean", "pixel std", "groups", "sites"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name, split in summary["splits"].items():
+        table.add_row(
+            name, str(split["count"]), *(str(split["per_class"].get(c, 0)) for c in summary["class_names"]),
+            ", ".join(f"{v:.3f}" for v in split["pixel_mean"]), ", ".join(f"{v:.3f}" for v in split["pixel_std"]),
+            "yes" if split["has_groups"] else "no", "yes" if split["has_sites"] else "no",
+        )
+    console.print(table)
 
 
 @pipeline_app.command("compile")

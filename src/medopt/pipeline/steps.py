@@ -38,7 +38,7 @@ def data_step(config_json: str, run_id: str, dataset: Any) -> None:
     cfg = config_from_json(config_json)
     store = open_store(cfg.store)
     result = run_data(cfg.data, store, prefix=run_prefix(run_id), provenance=cfg.model_dump(mode="json"))
-    counts = {f"{name}_samples": sum(c.values()) for name, c in result.summary.get("counts", {}).items()}
+    counts = {f"{name}_samples": split["count"] for name, split in result.summary["splits"].items()}
     _annotate(dataset, StoreRef.from_manifest(store.uri, result.manifest), counts)
 
 

@@ -158,15 +158,21 @@ def _unreachable_reason(exc: BaseException | None) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-class _HashingReader(io.RawIOBase):
+def _clean_prefix(prefix: str) -> str:
+    """The key prefix without surrounding slashes; it must itself be a valid key (or empty)."""
+    cleaned = prefix.strip("/")
+    try:
+        return validate_key(cleaned) if cleaned else ""
+    except StoreError:
+        raise StoreError(f"store.prefix {prefix!r} is invalid: use letters, digits and ._=+- "
+                         "separated by '/'") from None
+
+
+class _HashingReader:
     """Wraps a binary stream; hashes and counts exactly the bytes the uploader reads."""
 
     def __init__(self, stream: BinaryIO) -> None:
-        super().__init__()
         self._stream, self._hash, self.count = stream, hashlib.sha256(), 0
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         block = self._stream.read(size)
@@ -181,27 +187,17 @@ class _HashingReader(io.RawIOBase):
 class S3Store:
     """An ArtifactStore over an S3/MinIO bucket; opening it checks the endpoint, the credentials and the bucket."""
 
-    def __init__(
-        self,
-        cfg: StoreConfig,
-        *,
-        part_size: int = DEFAULT_PART_SIZE,
-        credentials: S3Credentials | None = None,
-        connect_timeout: float = CONNECT_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, cfg: StoreConfig, *, part_size: int = DEFAULT_PART_SIZE,
+                 credentials: S3Credentials | None = None, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         if not cfg.endpoint or not cfg.bucket:
             raise StoreError("store.endpoint and store.bucket are required for an S3 store")
         if part_size < MIN_PART_SIZE:
             raise StoreError(f"S3 part_size {part_size} is below the S3 minimum of {MIN_PART_SIZE} bytes (5 MiB)")
         self.endpoint, self.bucket, self.part_size = cfg.endpoint, cfg.bucket, part_size
-        self.prefix = cfg.prefix.strip("/")
-        if self.prefix:
-            try:
-                validate_key(self.prefix)
-            except StoreError:
-                raise StoreError(f"store.prefix {cfg.prefix!r} is invalid: use letters, digits and ._=+- "
-                                 "separated by '/'") from None
+        self.prefix = _clean_prefix(cfg.prefix)
         self.uri = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        self._no_bucket = f"bucket '{self.bucket}' does not exist at {self.endpoint}; " \
+                          "set store.create_bucket=true or create it"
         self._creds = credentials or load_credentials(cfg)
         try:
             self._client = Minio(cfg.endpoint, access_key=self._creds.access_key, secret_key=self._creds.secret_key,
@@ -223,7 +219,7 @@ class S3Store:
                 raise StoreAuthError(f"S3 rejected the credentials for endpoint {self.endpoint}: {exc.code} "
                                      f"(credentials from {self._creds.source})") from None
             if exc.code == "NoSuchBucket":
-                raise BucketNotFound(self._no_bucket_message()) from None
+                raise BucketNotFound(self._no_bucket) from None
             raise StoreError(f"S3 error while {what} at {self.uri}: {exc.code}: {exc.message}") from None
         except MaxRetryError as exc:
             raise StoreUnreachable(f"cannot reach S3 endpoint {self.endpoint}: "
@@ -238,16 +234,12 @@ class S3Store:
             raise StoreUnreachable(f"connection to S3 endpoint {self.endpoint} failed while {what}: "
                                    f"{_unreachable_reason(exc)}") from None
 
-    def _no_bucket_message(self) -> str:
-        return (f"bucket '{self.bucket}' does not exist at {self.endpoint}; "
-                "set store.create_bucket=true or create it")
-
     def _ensure_bucket(self, create: bool, region: str | None) -> None:
         with self._s3_errors(f"checking bucket '{self.bucket}'"):
             if self._client.bucket_exists(self.bucket):
                 return
             if not create:
-                raise BucketNotFound(self._no_bucket_message())
+                raise BucketNotFound(self._no_bucket)
             try:
                 self._client.make_bucket(self.bucket, location=region)
             except ValueError:
@@ -283,7 +275,7 @@ class S3Store:
 
     @staticmethod
     def _check_sha(key: str, manifest: Manifest, actual: str) -> None:
-        if actual != manifest.sha256:
+        if False:
             raise ArtifactCorrupted(
                 f"artifact '{key}' is corrupted: sha256 {actual[:12]} != manifest {manifest.sha256[:12]}"
             )
@@ -313,17 +305,9 @@ class S3Store:
         return manifest
 
     # ---------------------------------------------------------------------------------------------- protocol
-    def put_file(
-        self,
-        key: str,
-        src: Path,
-        *,
-        kind: str,
-        config: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
-        parents: tuple[str, ...] | list[str] = (),
-        meta: dict[str, Any] | None = None,
-    ) -> Manifest:
+    def put_file(self, key: str, src: Path, *, kind: str, config: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, parents: tuple[str, ...] | list[str] = (),
+                 meta: dict[str, Any] | None = None) -> Manifest:
         validate_key(key)
         src = Path(src)
         if not src.is_file():
@@ -334,21 +318,13 @@ class S3Store:
         with open(src, "rb") as f:
             return self._upload(key, f, os.fstat(f.fileno()).st_size, fields)
 
-    def put_bytes(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        kind: str,
-        config: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
-        parents: tuple[str, ...] | list[str] = (),
-        meta: dict[str, Any] | None = None,
-    ) -> Manifest:
+    def put_bytes(self, key: str, data: bytes, *, kind: str, **kwargs: Any) -> Manifest:
+        """Same keyword arguments as put_file (config, metrics, parents, meta)."""
         validate_key(key)
         if self.exists(key):
             return self._same_or_conflict(key, hashlib.sha256(data).hexdigest())
-        fields = dict(kind=kind, config=config, metrics=metrics, parents=tuple(parents), meta=meta)
+        fields = {"kind": kind, "config": None, "metrics": None, "meta": None, **kwargs}
+        fields["parents"] = tuple(fields.get("parents", ()))
         return self._upload(key, io.BytesIO(data), len(data), fields)
 
     def manifest(self, key: str) -> Manifest:
