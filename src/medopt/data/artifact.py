@@ -7,13 +7,13 @@ dataset that a later stage would trust. Loaded without pickle, so an artifact ca
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from medopt.data.types import SPLIT_NAMES, ArraySplit, DataError, ImageDataset
+from medopt.atomic import atomic_open
 
 FORMAT = "medopt-dataset/1"
 
@@ -45,17 +45,8 @@ def _arrays(ds: ImageDataset) -> dict[str, np.ndarray]:
 def save_dataset(ds: ImageDataset, path: Path) -> None:
     """Write ``ds`` to ``path`` (compressed npz) atomically; parent folders are created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **_arrays(ds))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        np.savez_compressed(fh, **_arrays(ds))
 
 
 def _split(npz: np.lib.npyio.NpzFile, name: str) -> ArraySplit:

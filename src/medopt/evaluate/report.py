@@ -9,8 +9,6 @@ from __future__ import annotations
 import html
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from medopt.evaluate import plots
 from medopt.evaluate.metrics import SCALAR_METRICS
+from medopt.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -317,22 +316,6 @@ def _header(title: str, data_source: str | None, n: Any, anchors: Sequence[tuple
             f"<nav>{nav}</nav></div></header>")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see a half-written report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _page(title: str, body: str, source: str | None, n: Any) -> str:
     """The full HTML document around the rendered sections, with a navigation bar to those present."""
     from medopt import __version__
@@ -391,6 +374,6 @@ def write_report(
     ]
     page = _page(title, "".join(body), data_source or _data_source_from_config(config_yaml), metrics.get("n"))
     out = Path(path)
-    _atomic_write(out, page)
+    atomic_write_text(out, page)
     log.info("wrote evaluation report %s (%d bytes)", out, len(page))
     return out

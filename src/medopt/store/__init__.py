@@ -13,7 +13,8 @@ from medopt.store.base import (
     StoreError,
     validate_key,
 )
-from medopt.store.local import LocalStore, atomic_copy, atomic_write_bytes
+from medopt.atomic import atomic_copy, atomic_write_bytes
+from medopt.store.local import LocalStore
 from medopt.store.manifest import Manifest, sha256_file
 
 __all__ = [

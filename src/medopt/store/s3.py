@@ -275,7 +275,7 @@ class S3Store:
 
     @staticmethod
     def _check_sha(key: str, manifest: Manifest, actual: str) -> None:
-        if False:
+        if actual != manifest.sha256:
             raise ArtifactCorrupted(
                 f"artifact '{key}' is corrupted: sha256 {actual[:12]} != manifest {manifest.sha256[:12]}"
             )
