@@ -48,3 +48,17 @@ def test_console_script_is_importable_in_a_fresh_interpreter() -> None:
     assert "torch" not in subprocess.run(
         [sys.executable, "-c", "import sys, medopt, medopt.config; print(sorted(sys.modules))"],
         capture_output=True, text=True, check=True).stdout
+
+
+def test_run_prints_metrics_and_report_only(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--runner", "inprocess", "--set", "model.name=tiny_cnn", "--set", "train.epochs=2",
+                 "--set", "data.synthetic.num_samples=120", "--set", "evaluate.bootstrap_samples=20",
+                 "--set", "evaluate.latency_runs=2"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "test metrics" in out.out and "report:" in out.out and "bacc" in out.out
+    assert "MEDOPT_PROGRESS" not in out.out + out.err
+    reports = list((tmp_path / "runs").glob("*/report.html"))
+    assert len(reports) == 1 and "<html" in reports[0].read_text()[:200].lower()

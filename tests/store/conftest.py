@@ -162,7 +162,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server = S3Server(endpoint=f"127.0.0.1:{ports['s3']}", access_key="medopt-test-" + secrets.token_hex(4),
                       secret_key=secrets.token_hex(16), bucket=BUCKET, log_path=root / "weed.log")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MINIO_", "S3_"))}
-    env.update(AWS_ACCESS_KEY_ID=server.access_key, AWS_SECRET_ACCESS_KEY=server.secret_key)
+    env.update(AWS_ACCESS_KEY_ID=server.access_key, AWS_SECRET_ACCESS_KEY=server.secret_key,
+               TMPDIR=str(root))  # weed's gRPC unix sockets go to the temp dir: keep them out of /tmp
     with open(server.log_path, "wb") as log_file:
         proc = subprocess.Popen(weed_command(weed_binary(), data_dir, ports), stdout=log_file,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=root,
