@@ -194,6 +194,27 @@ class EvaluateConfig(_Section):
     report: bool = True
 
 
+# ----------------------------------------------------------------------------------------------------- compress
+class CompressConfig(_Section):
+    """Compression recipes tried after training; the accuracy budget is enforced, not hoped for."""
+
+    enabled: bool = Field(False, description="Run the compress stage in the pipeline.")
+    recipes: tuple[str, ...] = Field(("int8-static",), description="Named recipes (`medopt compress recipes`).")
+    accuracy_budget: float = Field(0.01, ge=0, le=1, description="Max balanced-accuracy loss vs the fp32 model.")
+    prune_importance: Literal["magnitude", "taylor"] = "magnitude"
+    prune_scope: Literal["global", "uniform"] = "uniform"
+    prune_steps: int = Field(3, ge=1, description="Iterative prune + fine-tune rounds.")
+    round_to: int = Field(8, ge=1, description="Keep channel counts multiples of this (fast kernels).")
+    finetune_epochs: int = Field(2, ge=0)
+    finetune_lr: float = Field(1e-4, gt=0)
+    distill: bool = Field(False, description="Distil from the unpruned teacher while fine-tuning.")
+    distill_alpha: float = Field(0.5, ge=0, le=1)
+    distill_temperature: float = Field(4.0, gt=0)
+    calibration_samples: int = Field(256, ge=1)
+    onnx_opset: int = Field(17, ge=13, le=23)
+    num_threads: int | None = Field(None, ge=1, description="Threads for latency measurements; default all cores.")
+
+
 # -------------------------------------------------------------------------------------------------------- store
 class StoreConfig(_Section):
     """Where artifacts live. Credentials never come from this file: env vars or a mounted secret file."""
@@ -229,6 +250,7 @@ class ExperimentConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    compress: CompressConfig = CompressConfig()
     store: StoreConfig = StoreConfig()
 
 
