@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medopt.store.cli import store_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="medopt: medical-image classifiers, end to end.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect data sources.")
 pipeline_app = typer.Typer(no_args_is_help=True, help="Compile the KFP pipeline.")
@@ -21,6 +23,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Config helpers.")
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(config_app, name="config")
+app.add_typer(store_app, name="store")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -37,6 +37,16 @@ def validate_key(key: str) -> str:
     return key
 
 
+def ensure_same_content(existing: Manifest, sha256: str) -> Manifest:
+    """Artifacts are immutable: re-putting identical content is a no-op, different content is refused."""
+    if existing.sha256 != sha256:
+        raise ArtifactConflict(
+            f"artifact '{existing.key}' already exists with sha256 {existing.sha256[:12]}; refusing to overwrite it "
+            f"with different content ({sha256[:12]}). Use a new key."
+        )
+    return existing
+
+
 @runtime_checkable
 class ArtifactStore(Protocol):
     """Immutable, content-hashed artifacts addressed by key.

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from medopt.atomic import atomic_copy, atomic_write_bytes
-from medopt.store.base import ArtifactConflict, ArtifactCorrupted, ArtifactNotFound, StoreError, validate_key
+from medopt.store.base import (
+    ArtifactConflict,
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    StoreError,
+    ensure_same_content,
+    validate_key,
+)
 from medopt.store.manifest import Manifest, sha256_file
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -35,13 +42,7 @@ class LocalStore:
     def _check_conflict(self, key: str, sha: str) -> Manifest | None:
         if not self.exists(key):
             return None
-        existing = self.manifest(key)
-        if existing.sha256 != sha:
-            raise ArtifactConflict(
-                f"artifact '{key}' already exists with sha256 {existing.sha256[:12]}; refusing to overwrite it "
-                f"with different content ({sha[:12]}). Use a new key."
-            )
-        return existing
+        return ensure_same_content(self.manifest(key), sha)
 
     def put_file(
         self,

@@ -13,7 +13,6 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,15 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import MIN_PART_SIZE
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
+from medopt.atomic import atomic_open
 from medopt.config import StoreConfig
-from medopt.store.base import ArtifactConflict, ArtifactCorrupted, ArtifactNotFound, StoreError, validate_key
+from medopt.store.base import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    StoreError,
+    ensure_same_content,
+    validate_key,
+)
 from medopt.store.local import MANIFEST_SUFFIX
 from medopt.store.manifest import CHUNK, Manifest, sha256_file
 
@@ -281,13 +287,7 @@ class S3Store:
             )
 
     def _same_or_conflict(self, key: str, sha: str) -> Manifest:
-        existing = self.manifest(key)
-        if existing.sha256 != sha:
-            raise ArtifactConflict(
-                f"artifact '{key}' already exists with sha256 {existing.sha256[:12]}; refusing to overwrite it "
-                f"with different content ({sha[:12]}). Use a new key."
-            )
-        return existing
+        return ensure_same_content(self.manifest(key), sha)
 
     def _upload(self, key: str, stream: BinaryIO, size: int, fields: dict[str, Any]) -> Manifest:
         """Stream the bytes up (hashing them on the way), then write the manifest last."""
@@ -358,17 +358,8 @@ class S3Store:
         """Download into a temp file beside ``dest``; rename it into place only once its sha256 matches."""
         validate_key(key)
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                self._stream_verified(key, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(dest, "wb") as f:
+            self._stream_verified(key, f)
         return dest
 
     def get_bytes(self, key: str) -> bytes:

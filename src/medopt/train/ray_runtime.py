@@ -63,12 +63,13 @@ class _CurrentStderrHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def routed_ray_logs(level: int = logging.INFO) -> Iterator[None]:
+def routed_ray_logs(level: int = logging.INFO) -> Iterator[logging.Handler]:
     """Send Ray's Python loggers and warnings to the run log (the current ``sys.stderr``), not the terminal.
 
     Ray attaches its own handlers to the ``ray`` loggers at import time, bound to the real terminal; they are
     swapped for one that follows ``sys.stderr`` (redirected into the run log by the pipeline runner) and restored
-    afterwards. Python warnings raised meanwhile (deprecations, tips) are logged the same way.
+    afterwards. Python warnings raised meanwhile (deprecations, tips) are logged the same way. Yields the handler
+    (``ray.init`` clears the ``ray`` logger's handlers, so the caller re-attaches it after init).
     """
     handler = _CurrentStderrHandler(level)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -78,6 +79,7 @@ def routed_ray_logs(level: int = logging.INFO) -> Iterator[None]:
         saved.append((log, list(log.handlers), log.propagate, log.level))
         log.handlers = [handler] if name == "ray" else []
         log.propagate = name != "ray"
+        log.setLevel(level if name == "ray" else logging.NOTSET)
     warn_log = logging.getLogger("ray.warnings")
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -86,7 +88,7 @@ def routed_ray_logs(level: int = logging.INFO) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show
-            yield
+            yield handler
     finally:
         for log, handlers, propagate, lvl in saved:
             log.handlers, log.propagate = handlers, propagate
@@ -118,7 +120,7 @@ def ray_session(run_dir: Path, *, address: str | None = None, num_cpus: int | No
     import ray
 
     address = RAY_ADDRESS if address is None else address
-    with routed_ray_logs(), _quiet_env():
+    with routed_ray_logs() as handler, _quiet_env():
         if ray.is_initialized():
             yield False
             return
@@ -135,6 +137,8 @@ def ray_session(run_dir: Path, *, address: str | None = None, num_cpus: int | No
         except Exception as exc:
             where = address or f"a local head ({cpus} CPUs, temp dir {temp_dir})"
             raise RayStartError(f"could not start Ray at {where}: {exc}") from exc
+        finally:
+            logging.getLogger("ray").handlers = [handler]  # ray.init(configure_logging=False) cleared them
         logger.info("started Ray (%s); Ray's process logs are under %s", address or "local head", temp_dir)
         try:
             yield True

@@ -1,0 +1,238 @@
+"""Distributed training on Ray Train: the local trainer's epoch functions under a ``TorchTrainer``.
+
+``train_with_ray`` is what the train stage calls when ``train.backend`` is "ray": it starts (or joins) Ray, runs
+``medopt.train.ray_worker.train_worker`` on ``train.num_workers`` workers (DDP; gloo on CPU, NCCL on GPU), streams
+each epoch's history row back to ``on_epoch_end`` while training runs, survives up to ``train.max_failures`` worker
+failures by resuming from the latest per-epoch checkpoint, and returns the best epoch's model with a ``FitResult``
+shaped exactly like local training's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from medopt.config import ExperimentConfig
+from medopt.data.types import ImageDataset
+from medopt.train.loop import FitResult
+from medopt.train.ray_runtime import ray_session
+from medopt.train.ray_worker import load_checkpoint_dir, replay, train_worker
+from medopt.train.seeding import DeviceUnavailableError
+
+logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+# Module-level defaults standing in for config fields the lead may add (train.checkpoints_to_keep,
+# train.cpus_per_worker).
+CHECKPOINTS_TO_KEEP = 2
+"""Ray Train keeps this many most recent checkpoints of a run."""
+CPUS_PER_WORKER: float | None = None
+"""CPUs reserved per Ray Train worker; None splits the cluster's CPUs evenly over train.num_workers."""
+_POLL_S = 0.2
+
+
+class RayTrainingError(RuntimeError):
+    """Ray Train gave up (worker failures beyond train.max_failures) or ended without a checkpoint."""
+
+
+class RayResourcesError(ValueError):
+    """train.num_workers (or train.device) asks for more than the Ray cluster has."""
+
+
+@dataclass(frozen=True)
+class RayTrainOutcome:
+    """The trained model and FitResult plus what only a Ray run knows (start-up cost, restarts, storage)."""
+
+    model: nn.Module
+    fit: FitResult
+    startup_seconds: float
+    """Wall time from ``trainer.fit()`` to rank 0 starting its first epoch (Ray, worker group, DDP set-up)."""
+    restarts: tuple[int, ...]
+    """The epoch each worker-group restart resumed at (empty when no worker failed)."""
+    checkpoint_path: str
+    """Directory of the latest checkpoint (a ``resume_from`` for a later run)."""
+    run_path: str
+    """Ray Train's run folder (checkpoints live under it)."""
+
+
+def _wants_gpu(cfg: ExperimentConfig, cluster: dict[str, float]) -> bool:
+    has_gpu = cluster.get("GPU", 0) > 0
+    if cfg.train.device == "cuda" and not has_gpu:
+        raise DeviceUnavailableError("train.device is 'cuda' but the Ray cluster has no GPU (use 'auto' or 'cpu')")
+    return cfg.train.device == "cuda" or (cfg.train.device == "auto" and has_gpu)
+
+
+def _cpus_per_worker(cfg: ExperimentConfig, cluster: dict[str, float], check: bool) -> float:
+    total, workers = float(cluster.get("CPU", 0)), cfg.train.num_workers
+    cpus = CPUS_PER_WORKER if CPUS_PER_WORKER is not None else max(1.0, math.floor(total / workers))
+    if check and cpus * workers > total:
+        raise RayResourcesError(
+            f"train.num_workers={workers} needs {cpus * workers:g} CPUs ({cpus:g} each) but Ray has {total:g}")
+    return cpus
+
+
+def _trainer(cfg: ExperimentConfig, loop_config: dict[str, Any], run_dir: Path, name: str, started: bool) -> Any:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    cluster = ray.cluster_resources()
+    use_gpu = _wants_gpu(cfg, cluster)
+    cpus = _cpus_per_worker(cfg, cluster, check=started)
+    loop_config["threads"] = cfg.train.num_threads or max(1, int(cpus))
+    logger.info("Ray Train: %d worker(s), %g CPU each, %s, backend %s", cfg.train.num_workers, cpus,
+                "GPU" if use_gpu else "CPU", "nccl" if use_gpu else "gloo")
+    return TorchTrainer(
+        train_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus}),
+        run_config=RunConfig(
+            name=name, storage_path=str(Path(run_dir).resolve() / "ray_results"),
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=None),
+        ),
+    )
+
+
+class _Pump:
+    """Runs ``trainer.fit()`` in a thread and hands epoch rows to the callback on the caller's thread."""
+
+    def __init__(self, trainer: Any, events: Any, on_epoch_end: EpochCallback | None) -> None:
+        self.trainer, self.events, self.on_epoch_end = trainer, events, on_epoch_end
+        self.seen: list[dict[str, Any]] = []
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._last_epoch = -1
+
+    def _fit(self) -> None:
+        try:
+            self.result = self.trainer.fit()
+        except BaseException as exc:  # re-raised on the caller's thread
+            self.error = exc
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        self.seen.append(event)
+        if event["event"] == "epoch" and event["epoch"] > self._last_epoch:  # a restart may repeat an epoch
+            self._last_epoch = event["epoch"]
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(int(event["epoch"]), dict(event["row"]))
+
+    def _drain(self, timeout: float) -> None:
+        from ray.util.queue import Empty
+
+        try:
+            self._handle(self.events.get(block=timeout > 0, timeout=timeout or None))
+            while True:
+                self._handle(self.events.get_nowait())
+        except (Empty, queue.Empty):
+            return
+
+    def run(self) -> Any:
+        thread = threading.Thread(target=self._fit, name="medopt-ray-fit", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            self._drain(_POLL_S)
+        self._drain(0)
+        if self.error is not None:
+            first = (str(self.error).strip().splitlines() or [type(self.error).__name__])[0]
+            raise RayTrainingError(f"Ray Train failed: {first}") from self.error
+        return self.result
+
+
+def fit_result_from_state(state: dict[str, Any], cfg: ExperimentConfig, model: nn.Module) -> FitResult:
+    """Put the best epoch's weights into ``model`` and build the FitResult, as the local ``fit`` finishes."""
+    tracker = replay(state, cfg)
+    last = int(state["epoch"])
+    model.load_state_dict(state["model"])
+    best_epoch, best_score = tracker.stopper.best_epoch, tracker.stopper.best_score
+    if best_epoch is None:
+        logger.warning("%s was never finite; keeping the last epoch's weights", cfg.train.monitor)
+        best_epoch, best_score = last, math.nan
+    elif best_epoch != last and tracker.best_model is not None:
+        model.load_state_dict(tracker.best_model)
+    return FitResult(best_epoch=int(best_epoch), best_score=float(best_score),
+                     epochs_run=len(tracker.history["epoch"]), stopped_early=tracker.stopped,
+                     history=tracker.history, monitor=cfg.train.monitor, _state=state)
+
+
+def _outcome(result: Any, pump: _Pump, cfg: ExperimentConfig, dataset: ImageDataset, called: float) -> RayTrainOutcome:
+    from medopt.models import create_model
+    from medopt.train.stage import model_geometry
+
+    if result.checkpoint is None:
+        raise RayTrainingError("Ray Train finished without a checkpoint (no epoch completed)")
+    with result.checkpoint.as_directory() as path:
+        state = load_checkpoint_dir(path)
+    in_chans, num_classes, size = model_geometry(cfg, dataset)
+    model = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=size)
+    fit = fit_result_from_state(state, cfg, model)
+    starts = [e for e in pump.seen if e["event"] == "start"]
+    startup = (starts[0]["time"] - called) if starts else math.nan
+    restarts = tuple(int(e["start_epoch"]) for e in starts if e["origin"] == "restart")
+    for epoch in restarts:
+        logger.warning("Ray Train restarted the worker group after a failure; resumed at epoch %d", epoch)
+    return RayTrainOutcome(model=model, fit=fit, startup_seconds=float(startup), restarts=restarts,
+                           checkpoint_path=str(result.checkpoint.path), run_path=str(result.path))
+
+
+def run_ray_training(
+    cfg: ExperimentConfig,
+    dataset: ImageDataset,
+    *,
+    run_dir: Path,
+    on_epoch_end: EpochCallback | None = None,
+    resume_from: str | None = None,
+    name: str | None = None,
+) -> RayTrainOutcome:
+    """Train with Ray Train and return the model, FitResult and Ray-only facts (see ``RayTrainOutcome``).
+
+    ``resume_from`` is a checkpoint directory of an earlier run (``RayTrainOutcome.checkpoint_path``); training
+    continues after its epoch with its optimizer and scheduler state. ``name`` (default: unique per call) names the
+    run folder under ``<run_dir>/ray_results``.
+
+    Raises:
+        RayTrainingError: the workers failed more than train.max_failures times.
+        RayResourcesError: more workers than the local Ray head has CPUs.
+    """
+    import ray
+    from ray.util.queue import Queue
+
+    name = name or f"{cfg.name}-train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    with ray_session(run_dir) as started:
+        loop_config = {"config": cfg.model_dump(mode="json"), "dataset": ray.put(dataset),
+                       "events": Queue(actor_options={"num_cpus": 0}), "resume_from": resume_from}
+        trainer = _trainer(cfg, loop_config, run_dir, name, started)
+        pump = _Pump(trainer, loop_config["events"], on_epoch_end)
+        called = time.time()
+        result = pump.run()
+        outcome = _outcome(result, pump, cfg, dataset, called)
+        loop_config["events"].shutdown()
+    logger.info("Ray Train done: %d epochs, start-up %.1f s, checkpoints in %s", outcome.fit.epochs_run,
+                outcome.startup_seconds, outcome.run_path)
+    return outcome
+
+
+def train_with_ray(
+    cfg: ExperimentConfig,
+    dataset: ImageDataset,
+    *,
+    run_dir: Path,
+    on_epoch_end: EpochCallback | None = None,
+    resume_from: str | None = None,
+) -> tuple[nn.Module, FitResult]:
+    """The Ray counterpart of ``train_model``: same inputs and outputs, training spread over Ray Train workers."""
+    outcome = run_ray_training(cfg, dataset, run_dir=run_dir, on_epoch_end=on_epoch_end, resume_from=resume_from)
+    return outcome.model, outcome.fit
