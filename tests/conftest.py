@@ -13,6 +13,9 @@ PNEUMONIA_NPZ = SHARED / "data" / "pneumoniamnist.npz"
 
 torch.set_num_threads(1)
 
+# The real S3 server (SeaweedFS) fixtures, shared by the store and pipeline tests.
+from s3_server import S3Server, s3_env, s3_server  # noqa: E402,F401
+
 
 @pytest.fixture
 def pneumonia_npz() -> Path:

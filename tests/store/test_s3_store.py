@@ -1,4 +1,4 @@
-"""S3Store against a real SeaweedFS S3 gateway on loopback (see conftest.py): no mocks."""
+"""S3Store against a real SeaweedFS S3 gateway on loopback (see tests/s3_server.py): no mocks."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from medopt.store.s3 import (
 )
 
 if TYPE_CHECKING:
-    from conftest import S3Server
+    from s3_server import S3Server
 
 pytestmark = pytest.mark.integration
 MIB = 1024 * 1024

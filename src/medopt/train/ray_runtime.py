@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+_run_log = logging.getLogger("ray.medopt")  # notes about the Ray session go where Ray's own logs go (the run log)
 
 # Module-level defaults standing in for config fields the lead may add (train.ray_address, train.ray_num_cpus).
 RAY_ADDRESS: str | None = None
@@ -27,7 +28,8 @@ MAX_SOCKET_PATH = 107
 """Unix socket paths (sun_path) hold at most 107 characters plus the terminating NUL."""
 SESSION_SUFFIX_CHARS = 72
 """Longest suffix Ray appends to its temp dir for a socket: '/session_<date>_<time>_<us>_<pid>/sockets/<name>'."""
-RAY_LOGGERS: tuple[str, ...] = ("ray", "ray.train", "ray.tune", "ray.data", "ray.air", "ray.util", "ray.serve")
+_OWN_HANDLER = ("ray", "ray._private")  # ray.init clears "ray"'s handlers; "ray._private" covers init itself
+RAY_LOGGERS: tuple[str, ...] = ("ray", "ray._private", "ray.train", "ray.tune", "ray.data", "ray.air", "ray.util", "ray.serve")
 # Environment Ray reads in the driver and its child processes; set only while a session we started runs.
 _QUIET_ENV: dict[str, str] = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -48,7 +50,7 @@ def ray_temp_dir(run_dir: Path) -> Path:
         return wanted
     digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:10]
     short = Path("/tmp") / f"medopt-ray-{digest}"
-    logger.info("run folder path too long for Ray's unix sockets; Ray temp dir is %s (not %s)", short, wanted)
+    _run_log.info("run folder path too long for Ray's unix sockets; Ray temp dir is %s (not %s)", short, wanted)
     return short
 
 
@@ -77,9 +79,9 @@ def routed_ray_logs(level: int = logging.INFO) -> Iterator[logging.Handler]:
     for name in RAY_LOGGERS:
         log = logging.getLogger(name)
         saved.append((log, list(log.handlers), log.propagate, log.level))
-        log.handlers = [handler] if name == "ray" else []
-        log.propagate = name != "ray"
-        log.setLevel(level if name == "ray" else logging.NOTSET)
+        log.handlers = [handler] if name in _OWN_HANDLER else []
+        log.propagate = name not in _OWN_HANDLER
+        log.setLevel(level if name in _OWN_HANDLER else logging.NOTSET)
     warn_log = logging.getLogger("ray.warnings")
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -139,7 +141,7 @@ def ray_session(run_dir: Path, *, address: str | None = None, num_cpus: int | No
             raise RayStartError(f"could not start Ray at {where}: {exc}") from exc
         finally:
             logging.getLogger("ray").handlers = [handler]  # ray.init(configure_logging=False) cleared them
-        logger.info("started Ray (%s); Ray's process logs are under %s", address or "local head", temp_dir)
+        _run_log.info("started Ray (%s); Ray's process logs are under %s", address or "local head", temp_dir)
         try:
             yield True
         finally:

@@ -26,7 +26,7 @@ from medopt.config import ExperimentConfig
 from medopt.data.types import ImageDataset
 from medopt.train.loop import FitResult
 from medopt.train.ray_runtime import ray_session
-from medopt.train.ray_worker import load_checkpoint_dir, replay, train_worker
+from medopt.train.ray_worker import STATE_FILE, ResumeError, load_checkpoint_dir, replay, train_worker
 from medopt.train.seeding import DeviceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class RayTrainOutcome:
     fit: FitResult
     startup_seconds: float
     """Wall time from ``trainer.fit()`` to rank 0 starting its first epoch (Ray, worker group, DDP set-up)."""
+    workers: int
+    """World size the run trained with."""
     restarts: tuple[int, ...]
     """The epoch each worker-group restart resumed at (empty when no worker failed)."""
     checkpoint_path: str
@@ -184,7 +186,8 @@ def _outcome(result: Any, pump: _Pump, cfg: ExperimentConfig, dataset: ImageData
     restarts = tuple(int(e["start_epoch"]) for e in starts if e["origin"] == "restart")
     for epoch in restarts:
         logger.warning("Ray Train restarted the worker group after a failure; resumed at epoch %d", epoch)
-    return RayTrainOutcome(model=model, fit=fit, startup_seconds=float(startup), restarts=restarts,
+    workers = int(starts[-1]["world"]) if starts else cfg.train.num_workers
+    return RayTrainOutcome(model=model, fit=fit, startup_seconds=float(startup), workers=workers, restarts=restarts,
                            checkpoint_path=str(result.checkpoint.path), run_path=str(result.path))
 
 
@@ -206,10 +209,14 @@ def run_ray_training(
     Raises:
         RayTrainingError: the workers failed more than train.max_failures times.
         RayResourcesError: more workers than the local Ray head has CPUs.
+        ResumeError: ``resume_from`` holds no training state.
     """
     import ray
     from ray.util.queue import Queue
 
+    if resume_from is not None and not (Path(resume_from) / STATE_FILE).is_file():
+        raise ResumeError(f"resume_from: {Path(resume_from) / STATE_FILE} not found (expected a checkpoint directory "
+                          "of a medopt Ray Train run, e.g. RayTrainOutcome.checkpoint_path)")
     name = name or f"{cfg.name}-train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     with ray_session(run_dir) as started:
         loop_config = {"config": cfg.model_dump(mode="json"), "dataset": ray.put(dataset),

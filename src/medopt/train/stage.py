@@ -89,7 +89,13 @@ def run_train(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dataset = load_dataset_artifact(store, dataset_key, work)
-        model, result = train_model(cfg, dataset, on_epoch_end=on_epoch_end)
+        if cfg.train.backend == "ray":
+            from medopt.train.ray_trainer import train_with_ray
+
+            run_dir = Path(cfg.output_dir) / Path(prefix).name  # the run folder (prefix is runs/<run_id>)
+            model, result = train_with_ray(cfg, dataset, run_dir=run_dir, on_epoch_end=on_epoch_end)
+        else:
+            model, result = train_model(cfg, dataset, on_epoch_end=on_epoch_end)
         in_chans, num_classes, input_size = model_geometry(cfg, dataset)
         summary = {
             "best_epoch": result.best_epoch,
