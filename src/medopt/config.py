@@ -175,6 +175,10 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(1, ge=1, description="Ray Train workers (backend 'ray').")
     max_failures: int = Field(0, ge=0, description="Ray Train: worker failures tolerated before giving up.")
+    checkpoints_to_keep: int = Field(2, ge=1, description="Ray Train: newest checkpoints kept; older are deleted.")
+    cpus_per_worker: float | None = Field(None, gt=0, description="Ray Train: CPUs per worker; default: an even share.")
+    ray_address: str | None = Field(None, description="Ray cluster to join (e.g. ray://head:10001); default: local.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray head; default: all cores.")
 
     @field_validator("betas")
     @classmethod
@@ -203,7 +207,10 @@ class CompressConfig(_Section):
     accuracy_budget: float = Field(0.01, ge=0, le=1, description="Max balanced-accuracy loss vs the fp32 model.")
     prune_importance: Literal["magnitude", "taylor"] = "magnitude"
     prune_scope: Literal["global", "uniform"] = "uniform"
+    prune_norm: Literal[1, 2] = Field(2, description="Magnitude importance norm: 1 (L1) or 2 (L2).")
     prune_steps: int = Field(3, ge=1, description="Iterative prune + fine-tune rounds.")
+    backoff_step: float = Field(0.1, gt=0, lt=1, description="Pruning ratio decrement when the budget is exceeded.")
+    min_ratio: float = Field(0.1, gt=0, lt=1, description="Smallest pruning ratio tried before giving up.")
     round_to: int = Field(8, ge=1, description="Keep channel counts multiples of this (fast kernels).")
     finetune_epochs: int = Field(2, ge=0)
     finetune_lr: float = Field(1e-4, gt=0)
@@ -213,6 +220,7 @@ class CompressConfig(_Section):
     calibration_samples: int = Field(256, ge=1)
     onnx_opset: int = Field(17, ge=13, le=23)
     num_threads: int | None = Field(None, ge=1, description="Threads for latency measurements; default all cores.")
+    pt2e_compile: bool = Field(True, description="Also time PT2E int8 under torch.compile (slow first call).")
 
 
 # -------------------------------------------------------------------------------------------------------- store

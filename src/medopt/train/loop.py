@@ -366,6 +366,7 @@ def fit(
     start_epoch: int = 0,
     state: Mapping[str, Any] | None = None,
     device: torch.device | None = None,
+    loss_fn: nn.Module | None = None,
 ) -> FitResult:
     """Train for epochs ``start_epoch .. cfg.epochs - 1``, select on ``cfg.monitor``, stop early, keep the best.
 
@@ -373,6 +374,7 @@ def fit(
     ``FitResult.training_state()`` / ``checkpoint_state`` dict) matches an uninterrupted one when the loaders draw
     from the global generator. ``metrics_fn(y_true, y_prob, task)`` must return acc, bacc and auc.
     ``device`` defaults to ``cfg.device``; ``on_epoch_end(epoch, row)`` receives each history row.
+    ``loss_fn`` replaces the task loss built from ``cfg`` (e.g. a distillation loss), for training and validation.
     """
     check_task(task)
     if start_epoch < 0:
@@ -382,7 +384,8 @@ def fit(
     device = resolve_device(cfg.device) if device is None else device
     model.to(device)
     optimizer = build_optimizer(model.parameters(), cfg)
-    run = _Run(model, train_loader, val_loader, build_loss(task, cfg, class_counts).to(device), optimizer,
+    loss = build_loss(task, cfg, class_counts) if loss_fn is None else loss_fn
+    run = _Run(model, train_loader, val_loader, loss.to(device), optimizer,
                build_scheduler(optimizer, cfg, _num_batches(train_loader, "train_loader")), device, augment, task,
                metrics_fn, cfg.grad_clip)
     first, progress = (start_epoch, _new_progress(cfg)) if state is None else _resume(state, start_epoch, run, cfg)

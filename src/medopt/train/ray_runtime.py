@@ -14,15 +14,10 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 _run_log = logging.getLogger("ray.medopt")  # notes about the Ray session go where Ray's own logs go (the run log)
-
-# Module-level defaults standing in for config fields the lead may add (train.ray_address, train.ray_num_cpus).
-RAY_ADDRESS: str | None = None
-"""Address of an existing Ray cluster; None starts a local head when Ray is not initialised yet."""
-RAY_NUM_CPUS: int | None = None
-"""CPUs the local head advertises; None uses os.cpu_count()."""
 
 MAX_SOCKET_PATH = 107
 """Unix socket paths (sun_path) hold at most 107 characters plus the terminating NUL."""
@@ -84,7 +79,8 @@ def routed_ray_logs(level: int = logging.INFO) -> Iterator[logging.Handler]:
         log.setLevel(level if name in _OWN_HANDLER else logging.NOTSET)
     warn_log = logging.getLogger("ray.warnings")
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
         warn_log.warning("%s: %s (%s:%s)", category.__name__, message, filename, lineno)
 
     try:
@@ -121,13 +117,12 @@ def ray_session(run_dir: Path, *, address: str | None = None, num_cpus: int | No
     """
     import ray
 
-    address = RAY_ADDRESS if address is None else address
     with routed_ray_logs() as handler, _quiet_env():
         if ray.is_initialized():
             yield False
             return
         temp_dir = ray_temp_dir(run_dir)
-        cpus = num_cpus or RAY_NUM_CPUS or os.cpu_count() or 1
+        cpus = num_cpus or os.cpu_count() or 1
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
                   "configure_logging": False}
         try:
@@ -141,7 +136,8 @@ def ray_session(run_dir: Path, *, address: str | None = None, num_cpus: int | No
             raise RayStartError(f"could not start Ray at {where}: {exc}") from exc
         finally:
             logging.getLogger("ray").handlers = [handler]  # ray.init(configure_logging=False) cleared them
-        _run_log.info("started Ray (%s); Ray's process logs are under %s", address or "local head", temp_dir)
+        _run_log.info("joined Ray at %s" if address else "started a local Ray head; its process logs are under %s",
+                      address or temp_dir)
         try:
             yield True
         finally:

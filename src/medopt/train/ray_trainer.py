@@ -33,12 +33,6 @@ logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
-# Module-level defaults standing in for config fields the lead may add (train.checkpoints_to_keep,
-# train.cpus_per_worker).
-CHECKPOINTS_TO_KEEP = 2
-"""Ray Train keeps this many most recent checkpoints of a run."""
-CPUS_PER_WORKER: float | None = None
-"""CPUs reserved per Ray Train worker; None splits the cluster's CPUs evenly over train.num_workers."""
 _POLL_S = 0.2
 
 
@@ -77,7 +71,8 @@ def _wants_gpu(cfg: ExperimentConfig, cluster: dict[str, float]) -> bool:
 
 def _cpus_per_worker(cfg: ExperimentConfig, cluster: dict[str, float], check: bool) -> float:
     total, workers = float(cluster.get("CPU", 0)), cfg.train.num_workers
-    cpus = CPUS_PER_WORKER if CPUS_PER_WORKER is not None else max(1.0, math.floor(total / workers))
+    per = cfg.train.cpus_per_worker
+    cpus = per if per is not None else max(1.0, math.floor(total / workers))
     if check and cpus * workers > total:
         raise RayResourcesError(
             f"train.num_workers={workers} needs {cpus * workers:g} CPUs ({cpus:g} each) but Ray has {total:g}")
@@ -104,7 +99,7 @@ def _trainer(cfg: ExperimentConfig, loop_config: dict[str, Any], run_dir: Path, 
         run_config=RunConfig(
             name=name, storage_path=str(Path(run_dir).resolve() / "ray_results"),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP, checkpoint_score_attribute=None),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep, checkpoint_score_attribute=None),
         ),
     )
 
@@ -218,7 +213,7 @@ def run_ray_training(
         raise ResumeError(f"resume_from: {Path(resume_from) / STATE_FILE} not found (expected a checkpoint directory "
                           "of a medopt Ray Train run, e.g. RayTrainOutcome.checkpoint_path)")
     name = name or f"{cfg.name}-train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    with ray_session(run_dir) as started:
+    with ray_session(run_dir, address=cfg.train.ray_address, num_cpus=cfg.train.ray_num_cpus) as started:
         loop_config = {"config": cfg.model_dump(mode="json"), "dataset": ray.put(dataset),
                        "events": Queue(actor_options={"num_cpus": 0}), "resume_from": resume_from}
         trainer = _trainer(cfg, loop_config, run_dir, name, started)
