@@ -36,10 +36,10 @@ def test_captured_output_goes_to_log_and_progress(tmp_path: Path) -> None:
     with captured_output(log_path, events.append):
         print("kfp chatter")
         sys.stderr.write("warning chatter\n")
-        logging.getLogger("ray").warning("ray noise")
+        logging.getLogger("kfp.local").warning("library noise")
         progress.emit({"stage": "train", "epoch": 0, "epochs": 1})
     text = log_path.read_text()
-    assert "kfp chatter" in text and "warning chatter" in text and "ray noise" in text
+    assert "kfp chatter" in text and "warning chatter" in text and "library noise" in text
     assert events == [{"stage": "train", "epoch": 0, "epochs": 1}]
 
 
