@@ -1,8 +1,8 @@
-"""The medopt pipeline: data -> train -> evaluate. Later stages add their components here."""
+"""The medopt pipeline: data -> train -> (compress) -> evaluate. Later stages add their components here."""
 
 from kfp import dsl
 
-from components import data_component, evaluate_component, train_component
+from components import compress_component, data_component, evaluate_component, train_component
 
 PIPELINE_NAME = "medopt"
 
@@ -12,6 +12,11 @@ def medopt_pipeline(config_json: str, run_id: str) -> None:
     data = data_component(config_json=config_json, run_id=run_id).set_display_name("data")
     train = train_component(config_json=config_json, run_id=run_id, dataset=data.outputs["dataset"])
     train.set_display_name("train")
+    # Always runs; it records {"enabled": false} and stops when compress.enabled is off in config_json, so the
+    # config stays the single switch (a dsl.If would need a second parameter that could disagree with it).
+    compress_component(
+        config_json=config_json, run_id=run_id, dataset=data.outputs["dataset"], model=train.outputs["model"]
+    ).set_display_name("compress")
     evaluate_component(
         config_json=config_json,
         run_id=run_id,

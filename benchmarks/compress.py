@@ -1,0 +1,134 @@
+"""Compression on real PneumoniaMNIST: two fp32 baselines (PyTorch eager, ONNX Runtime) beside every recipe.
+
+    python benchmarks/compress.py [--quick] [--size 224] [--epochs 3] [--train-samples 1000] [--models ...]
+
+For each model: train on PneumoniaMNIST (images upsampled to --size by preprocessing), then run the recipes with
+medopt's compress engine (same thread count, same fixed inputs, median of >= 30 runs after warm-up) and print
+latency at batch 1 and 32, speedups vs both baselines, file size ratio vs the fp32 ONNX file, peak RSS, balanced
+accuracy and AUC on the test split. Goals (issue 4), per model: the best recipe is >= 2x faster at batch 1 than
+ONNX Runtime fp32, >= 4x smaller than the fp32 ONNX file, and loses <= 1 point of test balanced accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import SHARED_DATA, goal, print_table, write_results
+
+MODELS = ("resnet50", "efficientnet_b0", "mobilenetv2_100", "densenet121")
+RECIPES = ("fp32-onnx", "int8-static", "int8-pt2e", "prune30+ft", "prune30+ft+int8", "prune50+ft+int8",
+           "unstructured50")
+COLUMNS = ["model", "name", "variant", "latency_b1_ms", "latency_b32_ms", "speedup_b1_vs_eager", "speedup_b1_vs_ort",
+           "speedup_b32_vs_ort", "size_ratio_vs_onnx", "peak_memory_mb", "bacc", "auc", "ratio", "within_budget"]
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="one small model at 32 px, 1 epoch, 200 training images")
+    p.add_argument("--size", type=int, default=None, help="input side (default 224; quick 32)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 3; quick 1)")
+    p.add_argument("--train-samples", type=int, default=None, help="training images (default 1000; quick 200)")
+    p.add_argument("--models", nargs="+", default=None, help=f"default: {' '.join(MODELS)}")
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES))
+    p.add_argument("--threads", type=int, default=None, help="threads for every candidate (default: all cores)")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per latency (after warm-up)")
+    return p.parse_args()
+
+
+def _config(args: argparse.Namespace, model: str) -> Any:
+    from medopt.config import load_config
+
+    npz = SHARED_DATA / "pneumoniamnist.npz"
+    return load_config(None, [
+        "data.source=medmnist", f"data.path={npz}", "data.class_names=[normal, pneumonia]",
+        f"data.preprocess.image_size={args.size}", "data.preprocess.to_rgb=true",
+        f"model.name={model}", f"train.epochs={args.epochs}", "train.batch_size=32", "train.optimizer=adam",
+        "train.lr=0.001", "train.scheduler.kind=none", "train.device=cpu", "train.monitor=val_bacc",
+        f"compress.recipes=[{', '.join(args.recipes)}]", "compress.finetune_epochs=1", "compress.prune_steps=2",
+        "compress.accuracy_budget=0.01", "compress.calibration_samples=128", "compress.enabled=true",
+        f"compress.pt2e_compile={'false' if args.quick else 'true'}",
+        *([f"compress.num_threads={args.threads}"] if args.threads else []),
+    ])
+
+
+def _dataset(cfg: Any, train_samples: int) -> Any:
+    from medopt.data.load import load_dataset
+    from medopt.data.splits import stratified_subsample
+
+    ds = load_dataset(cfg.data)
+    idx = stratified_subsample(ds.train.labels, train_samples, seed=0)
+    train = dataclasses.replace(ds.train, images=ds.train.images[idx], labels=ds.train.labels[idx],
+                                groups=None if ds.train.groups is None else ds.train.groups[idx],
+                                sites=None if ds.train.sites is None else ds.train.sites[idx])
+    return dataclasses.replace(ds, train=train)
+
+
+def _goals(model: str, rows: list[dict[str, Any]], best: str | None) -> list[dict[str, Any]]:
+    if best is None:
+        return [goal(f"{model}: a recipe within the accuracy budget", 0.0, ">= 1", False)]
+    row = next(r for r in rows if r["name"] == best)
+    loss = rows[0]["bacc"] - row["bacc"]
+    return [
+        goal(f"{model} {best}: speed-up at batch 1 vs ORT fp32", row["speedup_b1_vs_ort"], ">= 2.0",
+             row["speedup_b1_vs_ort"] >= 2.0),
+        goal(f"{model} {best}: smaller than the fp32 ONNX file", row["size_ratio_vs_onnx"], ">= 4.0",
+             row["size_ratio_vs_onnx"] >= 4.0),
+        goal(f"{model} {best}: test balanced-accuracy loss vs fp32", loss, "<= 0.01", loss <= 0.01),
+    ]
+
+
+def _run_model(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
+    from medopt.compress.data import CompressData
+    from medopt.compress.engine import MeasureSettings, compress_model
+    from medopt.train.stage import train_model
+
+    cfg = _config(args, name)
+    dataset = _dataset(cfg, args.train_samples)
+    started = time.perf_counter()
+    model, fit = train_model(cfg, dataset)
+    train_s = time.perf_counter() - started
+    data = CompressData(dataset, cfg.data.preprocess, batch_size=cfg.train.batch_size, seed=0)
+    settings = MeasureSettings(runs=args.runs, warmup=5, batch_sizes=(1, 32))
+    outcome = compress_model(model, data, cfg.compress, cfg.train, workdir=work / name, settings=settings)
+    rows = [{"model": name, **{k: v for k, v in r.items() if k not in ("metrics", "attempts")},
+             "attempts": r.get("attempts")} for r in outcome.rows]
+    return {"model": name, "rows": rows, "best": outcome.best, "threads": outcome.threads, "train_seconds": train_s,
+            "compress_seconds": time.perf_counter() - started - train_s, "best_val_epoch": fit.best_epoch,
+            "goals": _goals(name, [r for r in rows if "error" not in r], outcome.best)}
+
+
+def main() -> int:
+    args = _args()
+    args.size = args.size or (32 if args.quick else 224)
+    args.epochs = args.epochs or (1 if args.quick else 3)
+    args.train_samples = args.train_samples or (200 if args.quick else 1000)
+    models = args.models or (["mobilenetv2_100"] if args.quick else list(MODELS))
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            results.append(_run_model(args, name, Path(tmp)))
+            print_table([r for r in results[-1]["rows"] if "error" not in r], COLUMNS)
+            for r in results[-1]["rows"]:
+                if "error" in r:
+                    print(f"{name} {r['name']}: FAILED {r['error']}")
+            print(f"{name}: best recipe within budget: {results[-1]['best']}")
+    goals = [g for r in results for g in r["goals"]]
+    for g in goals:
+        print(f"goal {'MET ' if g['met'] else 'MISS'} {g['name']}: {g['value']:.3f} (target {g['target']})")
+    wall = time.perf_counter() - started
+    print(f"wall {wall:.0f} s")
+    path = write_results("compress", {"args": vars(args), "models": results, "goals": goals, "wall_seconds": wall},
+                         args.quick)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def compress_component(
+    config_json: str,
+    run_id: str,
+    dataset: Input[Dataset],
+    model: Input[Model],
+    summary: Output[Artifact],
+    best_model: Output[Model],
+) -> None:
+    """Prune / quantize / export the trained model per compress.recipes (no-op when compress.enabled is false)."""
+    from medopt.compress.step import compress_step
+
+    compress_step(config_json, run_id, dataset, model, summary, best_model)

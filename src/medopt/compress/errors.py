@@ -1,0 +1,11 @@
+"""Exceptions of the compress stage; all are ValueErrors whose message names what was wrong."""
+
+from __future__ import annotations
+
+
+class CompressError(ValueError):
+    """A compression step cannot run as configured (bad ratio, model, file or input)."""
+
+
+class OnnxAgreementError(CompressError):
+    """An exported ONNX model disagrees with its PyTorch source beyond the tolerance."""

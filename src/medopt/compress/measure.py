@@ -1,0 +1,119 @@
+"""Measuring any candidate the same way: latency (batch 1 and 32), peak RSS, file size, test metrics, paired tests.
+
+Why one ``Predictor`` type (numpy float32 batch -> numpy logits): an eager module, a compiled PT2E graph and an ORT
+session are then timed by the same code, with the same input and the same thread count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medopt.compress.data import CompressData
+from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, ort_session
+from medopt.evaluate.metrics import compute_metrics, predict
+from medopt.evaluate.profile import measure_latency, peak_memory_mb
+from medopt.evaluate.stats import delong_test, mcnemar_test
+
+logger = logging.getLogger(__name__)
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def resolve_threads(num_threads: int | None) -> int:
+    """The thread count used for every candidate: the configured one, else all cores."""
+    return int(num_threads) if num_threads is not None else max(1, os.cpu_count() or 1)
+
+
+def torch_predictor(module: nn.Module | Callable[[torch.Tensor], torch.Tensor]) -> Predictor:
+    """Wrap a module (eval mode) or a compiled callable as a numpy predictor, run under ``inference_mode``."""
+    if isinstance(module, nn.Module):
+        module.eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).float().numpy()
+
+    return run
+
+
+def onnx_predictor(path: str | Path, threads: int) -> Predictor:
+    """An ONNX Runtime session with ``intra_op_num_threads=threads`` as a numpy predictor."""
+    session = ort_session(path, threads)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    return run
+
+
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    """Softmax (binary/multiclass) or sigmoid (multilabel) of logits, as the trainer computes them."""
+    t = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    return (torch.sigmoid(t) if task == "multilabel" else torch.softmax(t, dim=1)).numpy()
+
+
+def predict_split(predictor: Predictor, data: CompressData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, y_prob) of ``predictor`` on one split, preprocessed as in training."""
+    logits = [predictor(x.numpy()) for x in data.batches(split)]
+    return data.labels(split), probabilities(np.concatenate(logits), data.task)
+
+
+def split_bacc(predictor: Predictor, data: CompressData, split: str = "val") -> float:
+    """Balanced accuracy on one split (the accuracy-budget metric, computed on VALIDATION)."""
+    y_true, y_prob = predict_split(predictor, data, split)
+    return float(compute_metrics(y_true, y_prob, data.task, data.dataset.class_names)["bacc"])
+
+
+def latency(
+    predictor: Predictor, input_shape: tuple[int, int, int], batch_sizes: tuple[int, ...], runs: int, warmup: int
+) -> dict[str, dict[str, float | int]]:
+    """Median/p95 latency per batch size on a fixed seeded input (``measure_latency`` statistics)."""
+    rng = np.random.default_rng(0)
+    return {str(b): measure_latency(predictor, rng.standard_normal((b, *input_shape), dtype=np.float32),
+                                    runs=runs, warmup=warmup) for b in batch_sizes}
+
+
+def paired_tests(
+    data: CompressData, reference: tuple[np.ndarray, np.ndarray], y_prob: np.ndarray
+) -> dict[str, Any]:
+    """McNemar (accuracy) and, for binary tasks, DeLong (AUC) of a candidate vs the fp32 reference on TEST."""
+    y_true, ref_prob = reference
+    out: dict[str, Any] = {"mcnemar": mcnemar_test(y_true, predict(ref_prob, data.task), predict(y_prob, data.task))}
+    if data.task == "binary" and len(np.unique(y_true)) == 2:
+        out["delong"] = delong_test(y_true, ref_prob[:, 1], y_prob[:, 1])
+    return out
+
+
+def measure_candidate(
+    predictor: Predictor,
+    data: CompressData,
+    *,
+    runs: int,
+    warmup: int,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+    path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Latency per batch size, peak RSS at the largest batch, file size, TEST metrics and paired tests.
+
+    ``reference`` is the fp32 model's (y_true, y_prob) on TEST; the caller fixes the thread count beforehand.
+    """
+    lat = latency(predictor, data.input_shape, batch_sizes, runs, warmup)
+    big = max(batch_sizes)
+    peak = peak_memory_mb(predictor, np.zeros((big, *data.input_shape), dtype=np.float32))
+    y_true, y_prob = predict_split(predictor, data, "test")
+    metrics = compute_metrics(y_true, y_prob, data.task, data.dataset.class_names)
+    out: dict[str, Any] = {"latency": lat, "peak_memory_mb": peak, "peak_memory_batch": big, "metrics": metrics,
+                           "file_bytes": Path(path).stat().st_size if path is not None else None}
+    if reference is not None:
+        out["paired"] = paired_tests(data, reference, y_prob)
+    out["_test_prob"] = y_prob
+    return out

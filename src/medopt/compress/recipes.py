@@ -1,0 +1,228 @@
+"""Named compression recipes: small compositions of prune / distil / export / quantize, each budget-checked.
+
+Why a registry: the config names recipes (``compress.recipes``); an unknown name fails listing the valid ones.
+Every recipe returns a ``CompressedModel`` with the artifact file, its size, params, MACs, the ratio chosen and
+every attempt, plus predictors (numpy in, logits out) the engine times the same way as the baselines.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from medopt.compress.budget import back_off, ratio_schedule, within_budget
+from medopt.compress.data import CompressData
+from medopt.compress.export import check_onnx_agreement, export_onnx
+from medopt.compress.finetune import finetune
+from medopt.compress.measure import Predictor, onnx_predictor, split_bacc, torch_predictor
+from medopt.compress.prune import count_params_macs, prune_structured, unstructured_prune
+from medopt.compress.quantize import qat_pt2e, quantize_onnx_static, quantize_pt2e, save_graph
+from medopt.config import CompressConfig, TrainConfig
+from medopt.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+SaveModel = Callable[[nn.Module, Path], None]
+
+
+def save_state_dict(model: nn.Module, path: Path) -> None:
+    """Default PyTorch artifact writer: the state dict (the stage passes ``save_model_file`` instead)."""
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+@dataclass
+class RecipeContext:
+    """What every recipe reads: the trained fp32 model (never modified), data, config and a work folder."""
+
+    model: nn.Module
+    data: CompressData
+    cfg: CompressConfig
+    train: TrainConfig
+    workdir: Path
+    threads: int
+    baseline_val_bacc: float
+    save_model: SaveModel = save_state_dict
+    _fp32_onnx: Path | None = None
+
+    def example(self, batch: int = 2) -> torch.Tensor:
+        """A fixed seeded input batch (tracing, export, agreement checks)."""
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn((batch, *self.data.input_shape), generator=gen)
+
+    def fp32_onnx(self) -> Path:
+        """The fp32 ONNX export of the model (made once, checked against PyTorch)."""
+        if self._fp32_onnx is None:
+            self._fp32_onnx = export_checked(self, self.model, self.workdir / "fp32" / "model.onnx")
+        return self._fp32_onnx
+
+    def recipe_dir(self, name: str) -> Path:
+        path = self.workdir / name.replace("+", "_")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass
+class CompressedModel:
+    """One recipe's output. ``predictors`` maps a variant ("ort", "eager", "compiled") to a callable to time."""
+
+    recipe: str
+    kind: Literal["onnx", "pytorch"]
+    path: Path
+    params: int
+    macs: float
+    val_bacc: float
+    baseline_val_bacc: float
+    within_budget: bool
+    predictors: dict[str, Predictor]
+    ratio: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def file_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly description (no callables)."""
+        return {"recipe": self.recipe, "kind": self.kind, "file": self.path.name, "params": self.params,
+                "macs": self.macs, "file_bytes": self.file_bytes, "ratio": self.ratio, "val_bacc": self.val_bacc,
+                "val_bacc_loss": self.baseline_val_bacc - self.val_bacc, "within_budget": self.within_budget,
+                "attempts": self.attempts, "notes": self.notes, "variants": sorted(self.predictors)}
+
+
+Recipe = Callable[[RecipeContext], CompressedModel]
+RECIPES: Registry[Recipe] = Registry("compression recipe")
+
+
+def export_checked(ctx: RecipeContext, model: nn.Module, path: Path) -> Path:
+    """Export to ONNX and raise unless it agrees with PyTorch on batch 1 and batch 5 (dynamic batch)."""
+    export_onnx(model, path, input_shape=ctx.data.input_shape, opset=ctx.cfg.onnx_opset)
+    for batch in (1, 5):
+        check_onnx_agreement(model, path, ctx.example(batch))
+    return path
+
+
+def _onnx_model(ctx: RecipeContext, name: str, path: Path, model: nn.Module, **kw: Any) -> CompressedModel:
+    predictor = onnx_predictor(path, ctx.threads)
+    bacc = split_bacc(predictor, ctx.data)
+    params, macs = count_params_macs(model, ctx.example())
+    return CompressedModel(name, "onnx", path, params, macs, bacc, ctx.baseline_val_bacc,
+                           within_budget(ctx.baseline_val_bacc, bacc, ctx.cfg.accuracy_budget), {"ort": predictor}, **kw)
+
+
+def _prune_attempt(ctx: RecipeContext, ratio: float, tune: bool) -> tuple[nn.Module, float]:
+    """Prune a copy of the fp32 model to ``ratio``, fine-tuning (and distilling) between steps when ``tune``."""
+    model = copy.deepcopy(ctx.model).eval()
+    teacher = ctx.model if (tune and ctx.cfg.distill) else None
+    hook = (lambda m, _step: finetune(m, ctx.data, ctx.train, ctx.cfg, teacher=teacher)) if tune else None
+    grad = ctx.data.labelled_batch(min(32, len(ctx.data.dataset.train))) if ctx.cfg.prune_importance == "taylor" else None
+    prune_structured(model, ctx.example(), ctx.cfg, ratio=ratio, grad_batch=grad, after_step=hook)
+    return model, split_bacc(torch_predictor(model), ctx.data)
+
+
+def pruned(ctx: RecipeContext, start: float, tune: bool) -> tuple[nn.Module, Any]:
+    """Structured pruning at ``start`` ratio, backed off until the validation bacc loss fits the budget."""
+    ratios = ratio_schedule(start, ctx.cfg.backoff_step, min(ctx.cfg.min_ratio, start))
+    result = back_off(ratios, lambda r: _prune_attempt(ctx, r, tune), baseline_bacc=ctx.baseline_val_bacc,
+                      budget=ctx.cfg.accuracy_budget)
+    return result.value, result
+
+
+def _prune_recipe(name: str, ratio: float, tune: bool, int8: bool) -> Recipe:
+    def recipe(ctx: RecipeContext) -> CompressedModel:
+        model, result = pruned(ctx, ratio, tune)
+        folder = ctx.recipe_dir(name)
+        fp32 = export_checked(ctx, model, folder / ("model.fp32.onnx" if int8 else "model.onnx"))
+        notes = [] if result.within_budget else [f"no ratio down to {result.ratio} met the budget"]
+        if not int8:
+            return _onnx_model(ctx, name, fp32, model, ratio=result.ratio, attempts=result.attempts, notes=notes)
+        q = quantize_onnx_static(fp32, folder / "model.onnx", ctx.data.calibration(ctx.cfg.calibration_samples))
+        return _onnx_model(ctx, name, q, model, ratio=result.ratio, attempts=result.attempts, notes=notes)
+
+    recipe.__doc__ = f"Structured pruning {ratio:.0%}{' + fine-tune' if tune else ''}{' + ORT int8' if int8 else ''}."
+    return recipe
+
+
+def fp32_onnx(ctx: RecipeContext) -> CompressedModel:
+    """The fp32 model exported to ONNX (dynamic batch), run by ONNX Runtime."""
+    return _onnx_model(ctx, "fp32-onnx", ctx.fp32_onnx(), ctx.model)
+
+
+def int8_static(ctx: RecipeContext) -> CompressedModel:
+    """ONNX Runtime static int8 (QDQ, per-channel weights) calibrated on training images."""
+    out = ctx.recipe_dir("int8-static") / "model.onnx"
+    q = quantize_onnx_static(ctx.fp32_onnx(), out, ctx.data.calibration(ctx.cfg.calibration_samples))
+    cm = _onnx_model(ctx, "int8-static", q, ctx.model)
+    if not cm.within_budget:
+        cm.notes.append("ORT post-training int8 exceeds the accuracy budget (QAT is available via int8-pt2e)")
+    return cm
+
+
+def _pt2e_predictors(ctx: RecipeContext, graph: nn.Module) -> dict[str, Predictor]:
+    predictors = {"eager": torch_predictor(graph)}
+    if ctx.cfg.pt2e_compile:
+        predictors["compiled"] = torch_predictor(torch.compile(graph))
+    return predictors
+
+
+def int8_pt2e(ctx: RecipeContext) -> CompressedModel:
+    """PyTorch PT2E static int8 (X86InductorQuantizer); QAT when post-training int8 exceeds the budget."""
+    calib = ctx.data.calibration(ctx.cfg.calibration_samples)
+    graph = quantize_pt2e(copy.deepcopy(ctx.model), ctx.example(), calib)
+    bacc = split_bacc(torch_predictor(graph), ctx.data)
+    attempts: list[dict[str, Any]] = [{"method": "ptq", "val_bacc": bacc}]
+    notes: list[str] = []
+    if not within_budget(ctx.baseline_val_bacc, bacc, ctx.cfg.accuracy_budget):
+        notes.append(f"PTQ lost {ctx.baseline_val_bacc - bacc:.4f} val bacc; ran quantization-aware fine-tuning")
+        graph = qat_pt2e(copy.deepcopy(ctx.model), ctx.example(), ctx.data, ctx.train, ctx.cfg)
+        bacc = split_bacc(torch_predictor(graph), ctx.data)
+        attempts.append({"method": "qat", "val_bacc": bacc})
+    path = save_graph(graph, ctx.example(), ctx.recipe_dir("int8-pt2e") / "model.pt2")
+    params, macs = count_params_macs(ctx.model, ctx.example())
+    return CompressedModel("int8-pt2e", "pytorch", path, params, macs, bacc, ctx.baseline_val_bacc,
+                           within_budget(ctx.baseline_val_bacc, bacc, ctx.cfg.accuracy_budget),
+                           _pt2e_predictors(ctx, graph), attempts=attempts, notes=notes)
+
+
+def _unstructured_attempt(ctx: RecipeContext, amount: float) -> tuple[tuple[nn.Module, float], float]:
+    model = copy.deepcopy(ctx.model).eval()
+    sparsity = unstructured_prune(model, amount)
+    return (model, sparsity), split_bacc(torch_predictor(model), ctx.data)
+
+
+def unstructured50(ctx: RecipeContext) -> CompressedModel:
+    """Unstructured L1 magnitude pruning of 50% of conv/linear weights (dense kernels: a size/accuracy baseline)."""
+    ratios = ratio_schedule(0.5, ctx.cfg.backoff_step, min(ctx.cfg.min_ratio, 0.5))
+    result = back_off(ratios, lambda r: _unstructured_attempt(ctx, r), baseline_bacc=ctx.baseline_val_bacc,
+                      budget=ctx.cfg.accuracy_budget)
+    model, sparsity = result.value
+    path = ctx.recipe_dir("unstructured50") / "model.pt"
+    ctx.save_model(model, path)
+    params, macs = count_params_macs(model, ctx.example())
+    notes = [f"weight sparsity {sparsity:.3f}; zeros are stored and computed densely (no speed-up expected)"]
+    return CompressedModel("unstructured50", "pytorch", path, params, macs, result.val_bacc, ctx.baseline_val_bacc,
+                           result.within_budget, {"eager": torch_predictor(model)}, ratio=result.ratio,
+                           attempts=result.attempts, notes=notes)
+
+
+def register_defaults(registry: Registry[Recipe]) -> None:
+    """Register the built-in recipes (called once below)."""
+    registry.add("fp32-onnx", fp32_onnx)
+    registry.add("int8-static", int8_static)
+    registry.add("int8-pt2e", int8_pt2e)
+    registry.add("unstructured50", unstructured50)
+    for pct in (30, 50):
+        r = pct / 100
+        registry.add(f"prune{pct}", _prune_recipe(f"prune{pct}", r, tune=False, int8=False))
+        registry.add(f"prune{pct}+ft", _prune_recipe(f"prune{pct}+ft", r, tune=True, int8=False))
+        registry.add(f"prune{pct}+ft+int8", _prune_recipe(f"prune{pct}+ft+int8", r, tune=True, int8=True))
+
+
+register_defaults(RECIPES)
