@@ -96,3 +96,24 @@ def test_kfp_local_run_with_the_s3_store(tmp_path: Path, s3_env) -> None:  # typ
     names = {o.object_name for o in s3_env.client().list_objects(s3_env.bucket, recursive=True)}
     assert all(f"pipeline-test/{k}" in names and f"pipeline-test/{k}.manifest.json" in names for k in keys)
     assert outcome.report_path is not None and outcome.report_path.is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ray_train_run_keeps_checkpoints_in_the_s3_store(tmp_path: Path, s3_env) -> None:  # type: ignore[no-untyped-def]
+    """train.backend=ray on an S3 store: Ray's checkpoints go to the bucket and the final state is an artifact."""
+    from medopt.store import open_store
+
+    cfg = _cfg(tmp_path, "inprocess", ("train.backend=ray", "store.kind=s3", f"store.endpoint={s3_env.endpoint}",
+                                       f"store.bucket={s3_env.bucket}", "store.secure=false", "store.prefix=ray-test",
+                                       "evaluate.report=false"))
+    outcome = run_pipeline(cfg)
+    store = open_store(cfg.store)
+    keys = store.list(f"runs/{outcome.run_id}")
+    assert f"runs/{outcome.run_id}/train/checkpoint.pt" in keys
+    for key in keys:
+        store.verify(key)
+    assert store.manifest(f"runs/{outcome.run_id}/train/model.pt").parents[-1].endswith("train/checkpoint.pt")
+    ray_objects = [o.object_name for o in s3_env.client().list_objects(
+        s3_env.bucket, prefix=f"ray-test/runs/{outcome.run_id}/ray_results/", recursive=True)]
+    assert any(name.endswith("training_state.pt") for name in ray_objects), ray_objects[:10]

@@ -26,6 +26,7 @@ from medopt.config import ExperimentConfig
 from medopt.data.types import ImageDataset
 from medopt.train.loop import FitResult
 from medopt.train.ray_runtime import ray_session
+from medopt.train.ray_storage import ray_storage
 from medopt.train.ray_worker import STATE_FILE, ResumeError, load_checkpoint_dir, replay, train_worker
 from medopt.train.seeding import DeviceUnavailableError
 
@@ -79,11 +80,14 @@ def _cpus_per_worker(cfg: ExperimentConfig, cluster: dict[str, float], check: bo
     return cpus
 
 
-def _trainer(cfg: ExperimentConfig, loop_config: dict[str, Any], run_dir: Path, name: str, started: bool) -> Any:
+def _trainer(
+    cfg: ExperimentConfig, loop_config: dict[str, Any], run_dir: Path, run_prefix: str, name: str, started: bool
+) -> Any:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    storage_path, storage_filesystem = ray_storage(cfg.store, run_dir, run_prefix)
     cluster = ray.cluster_resources()
     use_gpu = _wants_gpu(cfg, cluster)
     cpus = _cpus_per_worker(cfg, cluster, check=started)
@@ -97,7 +101,7 @@ def _trainer(cfg: ExperimentConfig, loop_config: dict[str, Any], run_dir: Path, 
         scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(
-            name=name, storage_path=str(Path(run_dir).resolve() / "ray_results"),
+            name=name, storage_path=storage_path, storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep, checkpoint_score_attribute=None),
         ),
@@ -194,12 +198,14 @@ def run_ray_training(
     on_epoch_end: EpochCallback | None = None,
     resume_from: str | None = None,
     name: str | None = None,
+    run_prefix: str | None = None,
 ) -> RayTrainOutcome:
     """Train with Ray Train and return the model, FitResult and Ray-only facts (see ``RayTrainOutcome``).
 
     ``resume_from`` is a checkpoint directory of an earlier run (``RayTrainOutcome.checkpoint_path``); training
     continues after its epoch with its optimizer and scheduler state. ``name`` (default: unique per call) names the
-    run folder under ``<run_dir>/ray_results``.
+    run folder under the Ray storage: ``<run_dir>/ray_results`` for a local store, or
+    ``<bucket>/<prefix>/<run_prefix>/ray_results`` for an S3 store (``run_prefix`` defaults to ``runs/<name>``).
 
     Raises:
         RayTrainingError: the workers failed more than train.max_failures times.
@@ -213,10 +219,11 @@ def run_ray_training(
         raise ResumeError(f"resume_from: {Path(resume_from) / STATE_FILE} not found (expected a checkpoint directory "
                           "of a medopt Ray Train run, e.g. RayTrainOutcome.checkpoint_path)")
     name = name or f"{cfg.name}-train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_prefix = run_prefix or f"runs/{name}"
     with ray_session(run_dir, address=cfg.train.ray_address, num_cpus=cfg.train.ray_num_cpus) as started:
         loop_config = {"config": cfg.model_dump(mode="json"), "dataset": ray.put(dataset),
                        "events": Queue(actor_options={"num_cpus": 0}), "resume_from": resume_from}
-        trainer = _trainer(cfg, loop_config, run_dir, name, started)
+        trainer = _trainer(cfg, loop_config, run_dir, run_prefix, name, started)
         pump = _Pump(trainer, loop_config["events"], on_epoch_end)
         called = time.time()
         result = pump.run()
@@ -234,7 +241,9 @@ def train_with_ray(
     run_dir: Path,
     on_epoch_end: EpochCallback | None = None,
     resume_from: str | None = None,
+    run_prefix: str | None = None,
 ) -> tuple[nn.Module, FitResult]:
     """The Ray counterpart of ``train_model``: same inputs and outputs, training spread over Ray Train workers."""
-    outcome = run_ray_training(cfg, dataset, run_dir=run_dir, on_epoch_end=on_epoch_end, resume_from=resume_from)
+    outcome = run_ray_training(cfg, dataset, run_dir=run_dir, on_epoch_end=on_epoch_end, resume_from=resume_from,
+                               run_prefix=run_prefix)
     return outcome.model, outcome.fit

@@ -93,7 +93,8 @@ def run_train(
             from medopt.train.ray_trainer import train_with_ray
 
             run_dir = Path(cfg.output_dir) / Path(prefix).name  # the run folder (prefix is runs/<run_id>)
-            model, result = train_with_ray(cfg, dataset, run_dir=run_dir, on_epoch_end=on_epoch_end)
+            model, result = train_with_ray(cfg, dataset, run_dir=run_dir, on_epoch_end=on_epoch_end,
+                                           run_prefix=prefix)
         else:
             model, result = train_model(cfg, dataset, on_epoch_end=on_epoch_end)
         in_chans, num_classes, input_size = model_geometry(cfg, dataset)
@@ -111,6 +112,15 @@ def run_train(
             f"{prefix}/train/history.json", history_path, kind="history", config=provenance,
             metrics=summary, parents=[dataset_key],
         )
+        parents = [dataset_key]
+        if cfg.train.backend == "ray":  # the final training state (optimizer, scheduler, history) for resuming
+            checkpoint_path = work / "checkpoint.pt"
+            torch.save(result.training_state(), checkpoint_path)
+            checkpoint = store.put_file(
+                f"{prefix}/train/checkpoint.pt", checkpoint_path, kind="checkpoint/training-state",
+                config=provenance, metrics=summary, parents=[dataset_key],
+            )
+            parents.append(checkpoint.key)
         model_path = work / "model.pt"
         save_model_file(
             model_path, model.cpu(), model_config=cfg.model, preprocess=cfg.data.preprocess, in_chans=in_chans,
@@ -118,6 +128,6 @@ def run_train(
         )
         model_manifest = store.put_file(
             f"{prefix}/train/model.pt", model_path, kind="model/pytorch", config=provenance, metrics=summary,
-            parents=[dataset_key], meta={"model": cfg.model.name, "history": history.key},
+            parents=parents, meta={"model": cfg.model.name, "history": history.key},
         )
     return TrainResult(model=model_manifest, history=history, fit=result)
