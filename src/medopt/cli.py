@@ -109,23 +109,26 @@ def run(config: ConfigArg = None, set_: SetOpt = None, runner: Annotated[str | N
 @friendly_errors
 def train(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Load the data and train the model in this process; store the dataset and the model."""
-    from medopt.pipeline.runner import new_run_id, resolve_paths
+    from medopt.data.stage import run_data
+    from medopt.pipeline import progress
+    from medopt.pipeline.runner import captured_output, new_run_id, resolve_paths
     from medopt.pipeline.steps import run_prefix
     from medopt.pipeline.ui import PipelineProgress
-    from medopt.data.stage import run_data
     from medopt.store import open_store
     from medopt.train.stage import run_train
-    from medopt.pipeline import progress
 
     cfg = resolve_paths(_load(config, set_), Path.cwd())
     store = open_store(cfg.store)
-    prefix = run_prefix(new_run_id(cfg))
-    with PipelineProgress(console, epochs=cfg.train.epochs) as ui:
+    run_id = new_run_id(cfg)
+    prefix, run_dir = run_prefix(run_id), Path(cfg.output_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    with PipelineProgress(console, epochs=cfg.train.epochs) as ui, captured_output(run_dir / "run.log", None):
         data = run_data(cfg.data, store, prefix=prefix, provenance=cfg.model_dump(mode="json"))
         result = run_train(cfg, store, dataset_key=data.manifest.key, prefix=prefix,
                            on_epoch_end=lambda e, row: ui.update(progress.epoch_event("train", e, cfg.train.epochs, row)))
     console.print(f"best {cfg.train.monitor} {result.fit.best_score:.4f} at epoch {result.fit.best_epoch}")
-    console.print(f"dataset: {data.manifest.key}\nmodel:   {result.model.key}\nstore:   {store.uri}")
+    console.print(f"dataset: {data.manifest.key}\nmodel:   {result.model.key}\nstore:   {store.uri}\n"
+                  f"log:     {run_dir / 'run.log'}")
 
 
 @app.command()
