@@ -6,7 +6,6 @@ and a Ray Train worker can both call them; ``checkpoint_state`` / ``restore_stat
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -27,6 +26,7 @@ from medopt.train.early_stopping import EarlyStopping
 from medopt.train.losses import Task, build_loss, check_task
 from medopt.train.optim import build_optimizer, build_scheduler
 from medopt.train.seeding import resolve_device
+from medopt.train.state import CheckpointError, checkpoint_state, restore_state
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +35,10 @@ HISTORY_KEYS: tuple[str, ...] = (
     "epoch", "train_loss", "val_loss", "val_acc", "val_bacc", "val_auc", "lr", "epoch_seconds", "samples_per_s",
 )
 REQUIRED_METRICS: tuple[str, ...] = ("acc", "bacc", "auc")
-CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "model", "optimizer", "scheduler", "history")
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN/inf: the learning rate is likely too high or the inputs are broken."""
-
-
-class CheckpointError(ValueError):
-    """A training-state dict is malformed or does not match the model/optimizer/scheduler it is restored into."""
 
 
 class MetricsError(ValueError):
@@ -180,71 +175,6 @@ def evaluate_epoch(
         raise ValueError("evaluation loader yielded no batches")
     loss = float(total.item()) / samples if loss_fn is not None else math.nan
     return EvalOutput(loss=loss, y_true=np.concatenate(labels), y_prob=np.concatenate(probs))
-
-
-# ------------------------------------------------------------------------------------------------ training state
-def _cpu_copy(obj: Any) -> Any:
-    """Deep copy with every tensor moved to CPU, so a checkpoint is independent of later training and devices."""
-    if isinstance(obj, Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, Mapping):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return copy.deepcopy(obj)
-
-
-def checkpoint_state(
-    model: nn.Module,
-    optimizer: Optimizer | None,
-    scheduler: LRScheduler | None,
-    epoch: int,
-    history: Mapping[str, list[float]],
-    *,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Everything needed to resume after ``epoch`` (the last completed epoch, 0-based), as CPU tensors.
-
-    ``extra`` holds trainer bookkeeping (``fit`` keeps the best weights there); the dict is ``torch.save``-able.
-    """
-    return {
-        "epoch": int(epoch),
-        "model": _cpu_copy(model.state_dict()),
-        "optimizer": None if optimizer is None else _cpu_copy(optimizer.state_dict()),
-        "scheduler": None if scheduler is None else _cpu_copy(scheduler.state_dict()),
-        "history": {k: [float(v) for v in vals] for k, vals in history.items()},
-        "extra": _cpu_copy(dict(extra or {})),
-    }
-
-
-def restore_state(
-    state: Mapping[str, Any], model: nn.Module, optimizer: Optimizer | None, scheduler: LRScheduler | None
-) -> int:
-    """Load a ``checkpoint_state`` dict into fresh objects; returns the epoch to resume at (saved epoch + 1).
-
-    Raises:
-        CheckpointError: missing keys, weights that do not fit the model, or a scheduler the checkpoint lacks.
-    """
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"training state must be a dict, got {type(state).__name__}")
-    missing = [k for k in CHECKPOINT_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(f"training state is missing keys {missing}")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"training state 'model' does not fit the model: {exc}") from None
-    if optimizer is not None:
-        if state["optimizer"] is None:
-            raise CheckpointError("training state has no 'optimizer' state but an optimizer was given")
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        if state["scheduler"] is None:
-            raise CheckpointError("training state has no 'scheduler' state but a scheduler was given")
-        scheduler.load_state_dict(state["scheduler"])
-    elif state["scheduler"] is not None:
-        logger.warning("training state has scheduler state but no scheduler was given; ignoring it")
-    return int(state["epoch"]) + 1
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
