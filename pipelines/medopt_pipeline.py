@@ -1,8 +1,8 @@
-"""The medopt pipeline: data -> train -> (compress) -> evaluate. Later stages add their components here."""
+"""The medopt pipeline: data -> train -> (compress) -> deploy manifest, and evaluate. Later stages add theirs here."""
 
 from kfp import dsl
 
-from components import compress_component, data_component, evaluate_component, train_component
+from components import compress_component, data_component, deploy_component, evaluate_component, train_component
 
 PIPELINE_NAME = "medopt"
 
@@ -14,9 +14,13 @@ def medopt_pipeline(config_json: str, run_id: str) -> None:
     train.set_display_name("train")
     # Always runs; it records {"enabled": false} and stops when compress.enabled is off in config_json, so the
     # config stays the single switch (a dsl.If would need a second parameter that could disagree with it).
-    compress_component(
+    compress = compress_component(
         config_json=config_json, run_id=run_id, dataset=data.outputs["dataset"], model=train.outputs["model"]
     ).set_display_name("compress")
+    # The InferenceService for the compressed model when compress chose one, else for the trained model.
+    deploy_component(
+        config_json=config_json, run_id=run_id, model=train.outputs["model"], compressed=compress.outputs["best_model"]
+    ).set_display_name("deploy")
     evaluate_component(
         config_json=config_json,
         run_id=run_id,

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medopt.serve.cli import serve_app
 from medopt.store.cli import store_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="medopt: medical-image classifiers, end to end.")
@@ -24,6 +25,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(config_app, name="config")
 app.add_typer(store_app, name="store")
+app.command("serve")(serve_app)
 
 console = Console()
 err_console = Console(stderr=True)

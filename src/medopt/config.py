@@ -223,6 +223,55 @@ class CompressConfig(_Section):
     pt2e_compile: bool = Field(True, description="Also time PT2E int8 under torch.compile (slow first call).")
 
 
+# ----------------------------------------------------------------------------------------------------- federate
+FederateStrategy = Literal["fedavg", "fedavg_equal", "fedprox", "fedadam", "fedyogi", "fedavgm"]
+
+
+class DPConfig(_Section):
+    """Client-side clipping of each update plus server-side Gaussian noise on their mean (DP-FedAvg)."""
+
+    enabled: bool = False
+    clip_norm: float = Field(1.0, gt=0, description="L2 bound C on each client's update (new - global weights).")
+    noise_multiplier: float = Field(1.0, gt=0, description="z: noise std on the sum of updates is z * C.")
+    delta: float = Field(1e-5, gt=0, lt=1, description="delta of the reported (epsilon, delta) budget.")
+
+
+class FederateConfig(_Section):
+    """Federated training across the clients of data.partition, simulated on Flower's Ray engine."""
+
+    enabled: bool = Field(False, description="Run the federate stage in the pipeline.")
+    strategy: FederateStrategy = Field(
+        "fedavg", description="fedavg weighs clients by examples, fedavg_equal equally; fedprox adds proximal_mu; "
+        "fedadam/fedyogi/fedavgm are server-side optimizers over the mean update.")
+    rounds: int = Field(5, ge=1, le=10_000)
+    local_epochs: int = Field(1, ge=1, le=1000, description="Epochs each client trains per round.")
+    fraction_fit: float = Field(1.0, gt=0, le=1, description="Share of clients sampled for training each round.")
+    fraction_evaluate: float = Field(1.0, ge=0, le=1, description="Share of clients evaluating the global model.")
+    min_available_clients: int = Field(2, ge=1, description="Clients that must be connected before round 1.")
+    min_fit_results: int = Field(1, ge=1, description="Successful updates needed to change the global model.")
+    proximal_mu: float = Field(0.01, ge=0, description="FedProx: weight of (mu/2)||w - w_global||^2.")
+    server_lr: float | None = Field(None, gt=0, description="Server step; default fedavgm 1.0, fedadam/fedyogi 0.01.")
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM momentum; beta1 of FedAdam/FedYogi.")
+    server_beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi second-moment decay.")
+    server_tau: float = Field(1e-3, gt=0, description="FedAdam/FedYogi adaptivity (epsilon in the denominator).")
+    round_timeout_s: float | None = Field(None, gt=0, description="Replies later than this are dropped (None: wait).")
+    dp: DPConfig = DPConfig()
+    secagg: bool = Field(False, description="Flower's SecAgg+ workflow: the server sees only the masked sum.")
+    client_split: SplitConfig = Field(SplitConfig(train=0.6, val=0.2, test=0.2),
+                                      description="Each client's own train/val/test split.")
+    client_cpus: float = Field(1.0, gt=0, description="Ray CPUs per simulated client.")
+    client_gpus: float | None = Field(None, ge=0, le=1, description="GPU share per client; default 1/clients on CUDA.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray head; default: all cores.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FederateConfig":
+        if self.min_fit_results > self.min_available_clients:
+            raise ValueError("federate.min_fit_results cannot exceed federate.min_available_clients")
+        if self.secagg and self.min_available_clients < 3:
+            raise ValueError("federate.secagg needs min_available_clients >= 3 (SecAgg+ shares keys among >= 3)")
+        return self
+
+
 # -------------------------------------------------------------------------------------------------------- store
 class StoreConfig(_Section):
     """Where artifacts live. Credentials never come from this file: env vars or a mounted secret file."""
@@ -246,6 +295,26 @@ class StoreConfig(_Section):
         return self
 
 
+# -------------------------------------------------------------------------------------------------------- serve
+class ServeConfig(_Section):
+    """The KServe model server: which artifact, where it listens, how requests are batched and threaded."""
+
+    model_name: str = Field("medopt", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+                            description="Name in /v1/models/<name>:predict and /v2/models/<name>/infer.")
+    artifact: str | None = Field(None, description="Store key of the model to serve (ONNX or medopt model file).")
+    host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 only inside a pod.")
+    http_port: int = Field(8080, ge=1, le=65535)
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    enable_grpc: bool = True
+    max_batch_size: int = Field(16, ge=1, le=1024, description="Rows merged into one inference (1: no batching).")
+    max_latency_ms: float = Field(2.0, ge=0, le=1000, description="Longest wait for more rows once batching is busy.")
+    threads: int | None = Field(None, ge=1, description="ORT intra-op / torch threads per inference; default all.")
+    workers: int = Field(1, ge=1, le=64, description="Batches run concurrently (threads x workers = CPU budget).")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    max_images: int = Field(64, ge=1, description="Most rows (images/tensors) accepted in one request.")
+    runtime: Literal["auto", "onnx", "torch"] = Field("auto", description="'auto' follows the artifact's kind.")
+
+
 # ------------------------------------------------------------------------------------------------------ the run
 class ExperimentConfig(_Section):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -259,7 +328,9 @@ class ExperimentConfig(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     compress: CompressConfig = CompressConfig()
+    federate: FederateConfig = FederateConfig()
     store: StoreConfig = StoreConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 # ------------------------------------------------------------------------------------------------------ loading

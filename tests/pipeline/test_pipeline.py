@@ -25,7 +25,7 @@ def test_compiled_pipeline_matches_golden(tmp_path: Path) -> None:
         "pipeline changed: run `medopt pipeline compile` and commit pipelines/medopt_pipeline.yaml"
     )
     spec = yaml.safe_load(out.read_text())
-    assert set(spec["root"]["dag"]["tasks"]) == {"data-component", "train-component", "compress-component", "evaluate-component"}
+    assert set(spec["root"]["dag"]["tasks"]) == {"data-component", "train-component", "compress-component", "deploy-component", "evaluate-component"}
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/medopt/medopt:")
         assert "pip install" not in " ".join(executor["container"]["command"])
@@ -36,11 +36,12 @@ def _cfg(tmp_path: Path, runner: str, extra: tuple[str, ...] = ()):  # type: ign
                               f"store.root={tmp_path / 'store'}", *extra])
 
 
-def _assert_run_complete(outcome, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _assert_run_complete(outcome, tmp_path: Path, kfp: bool = False) -> None:  # type: ignore[no-untyped-def]
     store = LocalStore(tmp_path / "store")
     keys = store.list(f"runs/{outcome.run_id}")
     assert {k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1] for k in keys} == {
-        "data/dataset.npz", "train/model.pt", "train/history.json", "evaluate/metrics.json", "evaluate/report.html"}
+        "data/dataset.npz", "train/model.pt", "train/history.json", "evaluate/metrics.json", "evaluate/report.html",
+        *(("deploy/inferenceservice.yaml",) if kfp else ())}
     for key in keys:
         store.verify(key)
     model = store.manifest(f"runs/{outcome.run_id}/train/model.pt")
@@ -55,7 +56,7 @@ def _assert_run_complete(outcome, tmp_path: Path) -> None:  # type: ignore[no-un
 def test_kfp_local_run_end_to_end(tmp_path: Path) -> None:
     events: list[dict] = []
     outcome = run_pipeline(_cfg(tmp_path, "kfp-local"), on_progress=events.append)
-    _assert_run_complete(outcome, tmp_path)
+    _assert_run_complete(outcome, tmp_path, kfp=True)
     assert [e["epoch"] for e in events if e.get("stage") == "train"] == [0, 1]
     executor_outputs = list((outcome.run_dir / "kfp").rglob("*"))
     refs = [p for p in executor_outputs if p.is_file() and p.name == "dataset"]
@@ -89,7 +90,7 @@ def test_kfp_local_run_with_the_s3_store(tmp_path: Path, s3_env) -> None:  # typ
     assert outcome.store_uri == f"s3://{s3_env.bucket}/pipeline-test"
     store = open_store(cfg.store)
     keys = store.list(f"runs/{outcome.run_id}")
-    assert len(keys) == 5
+    assert len(keys) == 6  # data, model, history, metrics, report, deploy manifest
     for key in keys:
         manifest = store.verify(key)
         assert hashlib.sha256(store.get_bytes(key)).hexdigest() == manifest.sha256

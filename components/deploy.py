@@ -1,0 +1,19 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def deploy_component(
+    config_json: str,
+    run_id: str,
+    model: Input[Model],
+    compressed: Input[Model],
+    inference_service: Output[Artifact],
+    deploy_json: str = "{}",
+) -> None:
+    """Write the InferenceService YAML for the chosen model (compressed when chosen, else trained); apply is manual."""
+    from medopt.serve.deploy import deploy_step
+
+    deploy_step(config_json, run_id, model, compressed, inference_service, deploy_json)

@@ -1,0 +1,121 @@
+"""Fetch a stored model (ONNX or medopt model file), verify it, and wrap it as a numpy-in, logits-out runner.
+
+An ONNX artifact from the compress stage carries no class names or preprocessing of its own; they come from its parent
+medopt model file (``manifest.parents``), so serving feeds the network exactly what training fed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medopt.config import DicomConfig
+from medopt.models.checkpoint import ModelBundle, load_model_file
+from medopt.serve.codec import InputSpec, ModelInfo
+from medopt.store import ArtifactStore, Manifest
+
+logger = logging.getLogger(__name__)
+
+Runner = Callable[[np.ndarray], np.ndarray]
+ONNX_KIND = "model/onnx"
+TORCH_KIND = "model/pytorch"
+
+
+class ServeError(ValueError):
+    """The artifact cannot be served (wrong kind, missing parent model, unsupported runtime)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model: its runner, what it accepts, and who it is."""
+
+    runner: Runner
+    spec: InputSpec
+    info: ModelInfo
+    runtime: str
+
+
+def _dicom_of(manifest: Manifest) -> DicomConfig:
+    """The DICOM window used in training, from the resolved experiment config saved with the artifact."""
+    data = ((manifest.config or {}).get("data") or {}).get("dicom")
+    if not data:
+        return DicomConfig()
+    try:
+        return DicomConfig.model_validate(data)
+    except ValueError as exc:
+        raise ServeError(f"artifact '{manifest.key}': unreadable data.dicom in its saved config ({exc})") from None
+
+
+def _parent_bundle(store: ArtifactStore, manifest: Manifest, workdir: Path) -> ModelBundle:
+    for key in manifest.parents:
+        if store.exists(key) and store.manifest(key).kind == TORCH_KIND:
+            return load_model_file(store.get_file(key, workdir / "parent.pt"))
+    raise ServeError(f"ONNX artifact '{manifest.key}' names no parent medopt model ({TORCH_KIND}) in its manifest; "
+                     "class names and preprocessing come from it")
+
+
+def onnx_runner(path: Path, threads: int | None) -> Runner:
+    """An ORT CPU session at a fixed intra-op thread count, called with one float32 batch."""
+    from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, ort_session
+
+    session: Any = ort_session(path, threads=threads)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    return run
+
+
+def torch_runner(bundle: ModelBundle, threads: int | None) -> Runner:
+    """The PyTorch model in eval/inference mode; ``threads`` sets torch's intra-op thread count."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = bundle.model.eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).float().numpy()
+
+    return run
+
+
+def _resolve_runtime(manifest: Manifest, runtime: str) -> str:
+    kinds = {ONNX_KIND: "onnx", TORCH_KIND: "torch"}
+    if manifest.kind not in kinds:
+        raise ServeError(f"artifact '{manifest.key}' is a '{manifest.kind}', not a model ({', '.join(kinds)})")
+    native = kinds[manifest.kind]
+    if runtime not in ("auto", native):
+        raise ServeError(f"serve.runtime '{runtime}' cannot run artifact '{manifest.key}' of kind '{manifest.kind}'")
+    return native
+
+
+def load_served_model(store: ArtifactStore, key: str, *, name: str, runtime: str, threads: int | None,
+                      max_rows: int, workdir: Path) -> ServedModel:
+    """Fetch ``key`` (sha256-verified by the store), build its runner and describe its input and identity.
+
+    Raises:
+        ArtifactNotFound / ArtifactCorrupted: missing artifact or hash mismatch (nothing is served).
+        ServeError: not a model, or a runtime that cannot run it.
+    """
+    manifest = store.manifest(key)
+    chosen = _resolve_runtime(manifest, runtime)
+    path = store.get_file(key, workdir / Path(key).name)
+    if chosen == "onnx":
+        bundle = _parent_bundle(store, manifest, workdir)
+        runner = onnx_runner(path, threads)
+    else:
+        bundle = load_model_file(path)
+        runner = torch_runner(bundle, threads)
+    spec = InputSpec(in_chans=bundle.in_chans, preprocess=bundle.preprocess, dicom=_dicom_of(manifest),
+                     max_rows=max_rows)
+    info = ModelInfo(name=name, version=manifest.sha256[:12], sha256=manifest.sha256,
+                     class_names=bundle.class_names, task=bundle.task)
+    logger.info("loaded %s (%s, %s runtime, sha256 %s)", key, manifest.kind, chosen, manifest.sha256[:12])
+    return ServedModel(runner=runner, spec=spec, info=info, runtime=chosen)

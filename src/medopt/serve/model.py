@@ -1,0 +1,88 @@
+"""The KServe predictor for medopt artifacts: thin on purpose (codecs live in codec.py, batching in batching.py)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import InferRequest, Model
+from kserve.errors import InvalidInput
+
+from medopt.config import ServeConfig
+from medopt.serve.artifact import ServedModel, load_served_model
+from medopt.serve.batching import Batcher, BatchHook, prometheus_hook
+from medopt.serve.codec import CodecError, decode_v1, decode_v2_inputs, encode_v1, encode_v2, probabilities
+from medopt.store import ArtifactStore
+
+logger = logging.getLogger(__name__)
+
+
+class MedoptModel(Model):
+    """Serves one stored model over V1, V2 REST and V2 gRPC; ready only after a successful warm-up inference."""
+
+    def __init__(self, cfg: ServeConfig, store: ArtifactStore, artifact: str, *, hook: BatchHook | None = None):
+        super().__init__(cfg.model_name)
+        self.cfg = cfg
+        self.store = store
+        self.artifact = artifact
+        self.served: ServedModel | None = None
+        self.batcher: Batcher | None = None
+        self._hook = hook
+
+    def load(self) -> bool:
+        """Fetch and verify the artifact, build the runtime, run one warm-up batch; only then report ready."""
+        self.ready = False
+        with tempfile.TemporaryDirectory(prefix="medopt-serve-") as tmp:
+            served = load_served_model(self.store, self.artifact, name=self.name, runtime=self.cfg.runtime,
+                                       threads=self.cfg.threads, max_rows=self.cfg.max_images, workdir=Path(tmp))
+        warm = served.runner(np.zeros((1, *served.spec.shape), dtype=np.float32))
+        if warm.ndim != 2 or warm.shape[0] != 1 or not np.isfinite(warm).all():
+            raise ValueError(f"warm-up of '{self.artifact}' gave logits of shape {warm.shape}; expected (1, classes)")
+        self.served = served
+        self.batcher = Batcher(served.runner, max_batch_size=self.cfg.max_batch_size,
+                               max_latency_ms=self.cfg.max_latency_ms, workers=self.cfg.workers,
+                               hook=self._hook or prometheus_hook(self.name))
+        self.ready = True
+        return self.ready
+
+    def _decode(self, payload: Any) -> np.ndarray:
+        assert self.served is not None
+        try:
+            if isinstance(payload, InferRequest):
+                return decode_v2_inputs(payload.inputs, self.served.spec)
+            return decode_v1(payload, self.served.spec)
+        except CodecError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> Any:
+        """Decode, run through the batcher, and answer in the caller's protocol."""
+        if self.served is None or self.batcher is None:
+            raise InvalidInput(f"model '{self.name}' is not loaded")
+        x = self._decode(payload)
+        logits = await self.batcher.submit(x)
+        probs = probabilities(logits, self.served.info.task)
+        if isinstance(payload, InferRequest):
+            return encode_v2(probs, self.served.info, payload)
+        return encode_v1(probs, self.served.info)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 metadata: one FP32 (N,C,H,W) input (UINT8 images and BYTES files are accepted too)."""
+        shape = [-1, *self.served.spec.shape] if self.served else [-1, -1, -1, -1]
+        return [{"name": "input", "datatype": "FP32", "shape": shape}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        classes = len(self.served.info.class_names) if self.served else -1
+        return [{"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+                {"name": "label", "datatype": "INT64", "shape": [-1]},
+                {"name": "class_name", "datatype": "BYTES", "shape": [-1]}]
+
+    def stop(self) -> None:
+        """Unload: no longer ready; queued requests fail fast."""
+        self.ready = False
+        batcher, self.batcher = self.batcher, None
+        if batcher is not None:
+            batcher.close()

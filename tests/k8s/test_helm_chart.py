@@ -1,0 +1,106 @@
+"""helm/medopt: values validate against the chart's schema and mirror medopt's typed config; templates only
+reference values that exist. ``helm template`` output is validated strictly when helm is installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from kubeschema import load_docs, validate_manifest
+
+from medopt import config
+from medopt.serve.deploy import DeploySettings
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "medopt"
+VALUE_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+
+
+def _values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads((CHART / "values.schema.json").read_text())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def test_chart_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert (chart["apiVersion"], chart["name"], chart["type"]) == ("v2", "medopt", "application")
+    names = {p.name for p in (CHART / "templates").iterdir()}
+    assert {"inferenceservice.yaml", "servingruntime.yaml", "serviceaccounts.yaml", "rbac.yaml"} <= names
+
+
+def test_default_values_match_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(_schema())
+    jsonschema.Draft7Validator(_schema()).validate(_values())
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("deploy", "scaleMetric", "gpu"), ("deploy", "replicas", 2), ("serve", "httpPort", 80),
+    ("store", "accessKey", "AKIA"), ("serve", "artifactKey", "x"), ("serve", "runtime", "tf"), ("deploy", "canaryTrafficPercent", 150), ("store", "kind", "local"),
+])
+def test_bad_values_fail_the_schema(section: str, key: str, value: Any) -> None:
+    values = _values()
+    values[section][key] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, _schema())
+
+
+def test_templates_reference_only_existing_values() -> None:
+    values = _values()
+    refs = set()
+    for tpl in (CHART / "templates").iterdir():
+        refs |= set(VALUE_REF.findall(tpl.read_text()))
+    assert len(refs) >= 20
+    for ref in sorted(refs):
+        node: Any = values
+        for part in ref.strip(".").split("."):
+            assert isinstance(node, dict) and part in node, f"templates use .Values{ref}, missing in values.yaml"
+            node = node[part]
+
+
+def test_values_mirror_store_and_deploy_settings() -> None:
+    values = _values()
+    store_fields = {_camel(f) for f in config.StoreConfig.model_fields} - {"root", "credentialsFile", "createBucket"}
+    assert set(values["store"]) == store_fields | {"credentialsSecret"}
+    deploy_fields = {_camel(f) for f in DeploySettings.model_fields}
+    # name/namespace come from serve.modelName and the release; ports from serve; the PVC is for local stores only;
+    # the Secret is store.credentialsSecret.
+    assert set(values["deploy"]) == deploy_fields - {"name", "namespace", "httpPort", "grpcPort", "artifactsPvc",
+                                                     "credentialsSecret"}
+    assert values["store"]["credentialsSecret"] == DeploySettings().credentials_secret
+    defaults = DeploySettings()
+    for key, value in values["deploy"].items():
+        field = re.sub(r"([A-Z])", r"_\1", key).lower()
+        assert getattr(defaults, field) == value, key
+
+
+def test_values_mirror_serve_config() -> None:
+    serve = getattr(config, "ServeConfig", None)
+    if serve is None:
+        pytest.skip("ServeConfig is not in medopt.config yet")
+    assert set(_values()["serve"]) == {_camel(f) for f in serve.model_fields}
+
+
+def test_helm_template_renders_valid_manifests() -> None:
+    if shutil.which("helm") is None:
+        pytest.skip("helm is not installed")
+    out = subprocess.run(["helm", "template", "medopt", str(CHART), "-n", "medopt", "--set",
+                          "serve.artifact=runs/r1/compress/int8/model.onnx"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    docs = load_docs(out)
+    assert {d["kind"] for d in docs} >= {"InferenceService", "ServingRuntime", "ServiceAccount", "Role"}
+    for doc in docs:
+        validate_manifest(doc)

@@ -1,0 +1,104 @@
+"""k8s/: both overlays render offline with kubectl kustomize and every object passes strict schema validation."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubeschema import ManifestInvalid, load_docs, validate_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+OVERLAYS = ("local-kind", "cloud")
+PROJECT_IMAGE = "ghcr.io/medopt/medopt:0.1.0"
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(["kubectl", "kustomize", str(REPO / "k8s" / "overlays" / request.param)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return load_docs(out.stdout)
+
+
+def _by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in _by_kind(docs, kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def test_every_object_validates_strictly(rendered: list[dict[str, Any]]) -> None:
+    kinds = {d["kind"] for d in rendered}
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service",
+            "PersistentVolumeClaim", "NetworkPolicy", "RayJob", "ConfigMap"} <= kinds
+    for doc in rendered:
+        validate_manifest(doc)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "medopt", doc["metadata"]["name"]
+
+
+def test_no_secret_is_rendered(rendered: list[dict[str, Any]]) -> None:
+    assert not _by_kind(rendered, "Secret")
+    minio = _one(rendered, "Deployment", "minio")["spec"]["template"]["spec"]["containers"][0]
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in minio["env"]}
+    assert refs == {"medopt-s3"} and all("value" not in e for e in minio["env"])
+
+
+def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
+    for role in _by_kind(rendered, "Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+            assert not {"update", "deletecollection", "escalate", "bind"} & set(rule["verbs"])
+    serving = _one(rendered, "ServiceAccount", "medopt-serving")
+    assert serving["automountServiceAccountToken"] is False
+    bound = {s["name"] for b in _by_kind(rendered, "RoleBinding") for s in b["subjects"]}
+    assert bound == {"medopt-pipeline"}
+
+
+def test_network_policies_default_deny(rendered: list[dict[str, Any]]) -> None:
+    deny = _one(rendered, "NetworkPolicy", "default-deny-all")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    minio = _one(rendered, "NetworkPolicy", "minio-ingress")["spec"]["ingress"][0]
+    assert minio["ports"] == [{"protocol": "TCP", "port": 9000}]
+    assert minio["from"] == [{"podSelector": {"matchLabels": {"medopt.io/s3-access": "true"}}}]
+
+
+def test_rayjob_trains_with_the_ray_backend(rendered: list[dict[str, Any]]) -> None:
+    job = _one(rendered, "RayJob", "medopt-train")["spec"]
+    assert job["entrypoint"].startswith("medopt train ") and "--set train.backend=ray" in job["entrypoint"]
+    cluster = job["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for c in pod["spec"]["containers"]:
+            assert c["image"] == PROJECT_IMAGE
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_overlays_differ_where_intended() -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    sizes = {}
+    for overlay in OVERLAYS:
+        out = subprocess.run(["kubectl", "kustomize", str(REPO / "k8s" / "overlays" / overlay)],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        sizes[overlay] = _one(load_docs(out), "PersistentVolumeClaim", "minio-data")["spec"]["resources"]
+    assert sizes == {"local-kind": {"requests": {"storage": "2Gi"}}, "cloud": {"requests": {"storage": "100Gi"}}}
+
+
+def test_wrong_fields_fail(rendered: list[dict[str, Any]]) -> None:
+    job = copy.deepcopy(_one(rendered, "RayJob", "medopt-train"))
+    job["spec"]["entryPoint"] = job["spec"].pop("entrypoint")
+    with pytest.raises(ManifestInvalid, match="entryPoint"):
+        validate_manifest(job)
+    minio = copy.deepcopy(_one(rendered, "Deployment", "minio"))
+    minio["spec"]["template"]["spec"]["containers"][0]["imagePullpolicy"] = "Always"
+    with pytest.raises(ManifestInvalid, match="imagePullpolicy"):
+        validate_manifest(minio)

@@ -1,0 +1,135 @@
+"""serving/ manifests: the checked-in examples equal the renderer's output and pass the KServe CRDs strictly."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from medopt.serve.deploy import (
+    DeployError,
+    DeploySettings,
+    parse_settings,
+    render_inference_service,
+    render_serving_runtime,
+    to_yaml,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "k8s"))
+from kubeschema import ManifestInvalid, load_docs, validate_manifest  # noqa: E402
+
+SERVING = REPO / "serving"
+URI = "s3://medopt/runs/example/compress/int8-static/model.onnx"
+GPU = DeploySettings(gpus=1, cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi")
+CANARY = DeploySettings(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8,
+                        canary_traffic_percent=10, min_replicas=0, max_replicas=5)
+ARGS = ("--artifact=runs/example/compress/int8-static/model.onnx", "--set=store.kind=s3",
+        "--set=store.endpoint=minio.medopt.svc:9000", "--set=store.bucket=medopt", "--set=store.secure=false")
+# Regenerate with MEDOPT_UPDATE_GOLDEN=1 after an intended change of the renderer.
+EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
+    "servingruntime.yaml": lambda: render_serving_runtime(DeploySettings()),
+    "inferenceservice.yaml": lambda: render_inference_service(DeploySettings(), name="medopt-resnet18", uri=URI,
+                                                              args=ARGS),
+    "inferenceservice-gpu.yaml": lambda: render_inference_service(GPU, name="medopt-resnet18-gpu", uri=URI),
+    "inferenceservice-canary.yaml": lambda: render_inference_service(CANARY, name="medopt-resnet18", uri=URI),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(EXAMPLES))
+def test_checked_in_example_matches_renderer_and_crd(filename: str) -> None:
+    rendered = to_yaml(EXAMPLES[filename]())
+    path = SERVING / filename
+    if os.environ.get("MEDOPT_UPDATE_GOLDEN") == "1":
+        path.write_text(rendered)
+    assert path.read_text() == rendered, f"{path} is stale: rerun with MEDOPT_UPDATE_GOLDEN=1"
+    for doc in load_docs(path.read_text()):
+        validate_manifest(doc)
+
+
+def _predictor(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["spec"]["predictor"]
+
+
+def test_inference_service_fields() -> None:
+    doc = EXAMPLES["inferenceservice.yaml"]()
+    p = _predictor(doc)
+    assert p["serviceAccountName"] == "medopt-serving"
+    assert (p["minReplicas"], p["maxReplicas"], p["scaleMetric"], p["scaleTarget"]) == (1, 3, "cpu", 70)
+    assert "canaryTrafficPercent" not in p
+    m = p["model"]
+    assert (m["storageUri"], m["protocolVersion"], m["runtime"]) == (URI, "v2", "medopt-runtime")
+    sc = m["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
+    assert "nvidia.com/gpu" not in m["resources"]["limits"]
+    gpu = _predictor(EXAMPLES["inferenceservice-gpu.yaml"]())["model"]["resources"]
+    assert gpu["limits"]["nvidia.com/gpu"] == gpu["requests"]["nvidia.com/gpu"] == "1"
+    canary = EXAMPLES["inferenceservice-canary.yaml"]()
+    assert _predictor(canary)["canaryTrafficPercent"] == 10
+    assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+
+
+def test_serving_runtime_ports_and_entrypoint() -> None:
+    raw = render_serving_runtime(DeploySettings())["spec"]
+    c = raw["containers"][0]
+    assert c["command"] == ["python", "-m", "medopt.serve"]
+    assert c["args"] == ["--model-name={{.Name}}", "--host=0.0.0.0", "--port=8080", "--grpc-port=8081"]
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("http1", 8080), ("grpc", 8081)]
+    assert "grpc-v2" in raw["protocolVersions"] and raw["supportedModelFormats"][0]["name"] == "medopt"
+    serverless = render_serving_runtime(CANARY)["spec"]["containers"][0]
+    assert [p["name"] for p in serverless["ports"]] == ["http1"]  # Knative: one port per container
+
+
+def test_no_secret_values_in_manifests() -> None:
+    text = "".join((SERVING / f).read_text() for f in EXAMPLES).lower()
+    for word in ("aws_secret_access_key", "secret_key", "password", "minio123", "access_key"):
+        assert word not in text
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda d: d["spec"]["predictor"]["model"].update(storageURI="s3://x/y"), "storageURI"),
+    (lambda d: d["spec"]["predictor"].update(scaleMetric="gpu"), "scaleMetric"),
+    (lambda d: d["spec"]["predictor"]["model"]["securityContext"].update(readOnly=True), "readOnly"),
+    (lambda d: d["metadata"].update(label={"a": "b"}), "label"),
+])
+def test_wrong_field_fails_strict_validation(mutate: Callable[[dict[str, Any]], None], where: str) -> None:
+    doc = EXAMPLES["inferenceservice.yaml"]()
+    mutate(doc)
+    with pytest.raises(ManifestInvalid, match=where):
+        validate_manifest(doc)
+
+
+def test_wrong_runtime_field_fails() -> None:
+    doc = render_serving_runtime(DeploySettings())
+    doc["spec"]["supportedModelFormats"][0]["autoselect"] = True
+    with pytest.raises(ManifestInvalid, match="autoselect"):
+        validate_manifest(doc)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"min_replicas": 4, "max_replicas": 2}', "min_replicas"),
+    ('{"scale_metric": "rps"}', "needs deployment_mode Serverless"),
+    ('{"canary_traffic_percent": 10}', "canary_traffic_percent needs"),
+    ('{"name": "Bad_Name"}', "deploy settings error at name"),
+    ('{"replicas": 2}', "deploy settings error at replicas"),
+    ('{"cpu_limit": "two"}', "cpu_limit"),
+])
+def test_bad_settings_are_refused(text: str, message: str) -> None:
+    with pytest.raises(DeployError, match=message):
+        parse_settings(text)
+
+
+def test_bad_name_or_uri_is_refused() -> None:
+    with pytest.raises(DeployError, match="not a DNS-1123 label"):
+        render_inference_service(DeploySettings(), name="Medopt_1", uri=URI)
+    with pytest.raises(DeployError, match="storageUri"):
+        render_inference_service(DeploySettings(), name="medopt", uri="/local/model.onnx")
+
+
+def test_yaml_round_trip() -> None:
+    doc = EXAMPLES["inferenceservice-gpu.yaml"]()
+    assert yaml.safe_load(to_yaml(doc)) == doc
