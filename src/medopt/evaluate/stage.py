@@ -42,10 +42,10 @@ def profile_model(bundle: ModelBundle, cfg: ExperimentConfig) -> dict[str, Any]:
     """Eager PyTorch latency per batch size and the peak RSS growth of one inference at the largest batch."""
     shape = (bundle.in_chans, bundle.input_size, bundle.input_size)
     ev = cfg.evaluate
-    latency = latency_by_batch(bundle.model, shape, ev.latency_batch_sizes, ev.latency_runs, ev.latency_warmup)
     batch = max(ev.latency_batch_sizes)
-    with torch.inference_mode():
+    with torch.inference_mode():  # before the latency runs, whose freed buffers the allocator would reuse
         peak = peak_memory_mb(bundle.model, torch.zeros((batch, *shape)))
+    latency = latency_by_batch(bundle.model, shape, ev.latency_batch_sizes, ev.latency_runs, ev.latency_warmup)
     params = sum(p.numel() for p in bundle.model.parameters())
     return {"latency": latency, "peak_memory_mb": peak, "peak_memory_batch": batch, "params": params}
 
