@@ -11,9 +11,11 @@ def deploy_component(
     model: Input[Model],
     compressed: Input[Model],
     inference_service: Output[Artifact],
-    deploy_json: str = "{}",
 ) -> None:
-    """Write the InferenceService YAML for the chosen model (compressed when chosen, else trained); apply is manual."""
+    """Write the InferenceService YAML for the chosen model (compressed when chosen, else trained); apply is manual.
+
+    Cluster settings come from ``deploy`` in ``config_json``, like every other stage's section.
+    """
     from medopt.serve.deploy import deploy_step
 
-    deploy_step(config_json, run_id, model, compressed, inference_service, deploy_json)
+    deploy_step(config_json, run_id, model, compressed, inference_service)

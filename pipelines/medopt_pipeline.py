@@ -2,7 +2,14 @@
 
 from kfp import dsl
 
-from components import compress_component, data_component, deploy_component, evaluate_component, train_component
+from components import (
+    compress_component,
+    data_component,
+    deploy_component,
+    evaluate_component,
+    federate_component,
+    train_component,
+)
 
 PIPELINE_NAME = "medopt"
 
@@ -17,6 +24,10 @@ def medopt_pipeline(config_json: str, run_id: str) -> None:
     compress = compress_component(
         config_json=config_json, run_id=run_id, dataset=data.outputs["dataset"], model=train.outputs["model"]
     ).set_display_name("compress")
+    # Federated training across simulated hospitals, in one pod; records {"enabled": false} unless federate.enabled.
+    federate_component(config_json=config_json, run_id=run_id, dataset=data.outputs["dataset"]).set_display_name(
+        "federate"
+    )
     # The InferenceService for the compressed model when compress chose one, else for the trained model.
     deploy_component(
         config_json=config_json, run_id=run_id, model=train.outputs["model"], compressed=compress.outputs["best_model"]

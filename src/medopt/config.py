@@ -81,9 +81,9 @@ class AugmentConfig(_Section):
 class PartitionConfig(_Section):
     """How to split the training set across simulated hospitals for federated runs."""
 
-    kind: Literal["iid", "dirichlet", "site"] = "iid"
+    kind: Literal["iid", "dirichlet", "quantity", "site"] = "iid"
     num_clients: int = Field(3, ge=1, le=1000)
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; small = strong label skew.")
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; small = strong label or quantity skew.")
     min_per_client: int = Field(2, ge=1)
 
 
@@ -314,6 +314,53 @@ class ServeConfig(_Section):
     max_images: int = Field(64, ge=1, description="Most rows (images/tensors) accepted in one request.")
     runtime: Literal["auto", "onnx", "torch"] = Field("auto", description="'auto' follows the artifact's kind.")
 
+    @model_validator(mode="after")
+    def _ports_differ(self) -> "ServeConfig":
+        if self.http_port == self.grpc_port:
+            raise ValueError(f"serve.http_port and serve.grpc_port must differ (both {self.http_port})")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------------- deploy
+_DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+class DeployConfig(_Section):
+    """Cluster-side serving knobs of the KServe manifests; ports come from ``serve``."""
+
+    name: str | None = Field(None, pattern=_DNS_LABEL,
+                             description="InferenceService name; default: a DNS label from serve.model_name.")
+    namespace: str = Field("medopt", pattern=_DNS_LABEL)
+    image: str = Field("ghcr.io/medopt/medopt-serve:0.1.0", min_length=1)
+    runtime: str = Field("medopt-runtime", pattern=_DNS_LABEL)
+    service_account: str = Field("medopt-serving", pattern=_DNS_LABEL)
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    cpu_request: str = Field("1", pattern=_QUANTITY)
+    cpu_limit: str = Field("2", pattern=_QUANTITY)
+    memory_request: str = Field("1Gi", pattern=_QUANTITY)
+    memory_limit: str = Field("2Gi", pattern=_QUANTITY)
+    gpus: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per replica (0: CPU only).")
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    scale_metric: Literal["cpu", "memory", "concurrency", "rps"] = "cpu"
+    scale_target: int = Field(70, ge=1, description="Percent for cpu/memory; requests per replica otherwise.")
+    canary_traffic_percent: int | None = Field(None, ge=0, le=100)
+    artifacts_pvc: str = Field("medopt-artifacts", pattern=_DNS_LABEL, description="PVC of a local store.")
+    credentials_secret: str = Field("medopt-s3", pattern=_DNS_LABEL, description="Secret with AWS_* keys (by ref).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DeployConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"deploy.min_replicas ({self.min_replicas}) > deploy.max_replicas ({self.max_replicas})")
+        raw = self.deployment_mode == "RawDeployment"
+        if raw and self.scale_metric not in ("cpu", "memory"):
+            raise ValueError(f"deploy.scale_metric '{self.scale_metric}' needs deployment_mode Serverless "
+                             "(HPA: cpu/memory)")
+        if raw and self.canary_traffic_percent is not None:
+            raise ValueError("deploy.canary_traffic_percent needs deployment_mode Serverless (Knative revisions)")
+        return self
+
 
 # ------------------------------------------------------------------------------------------------------ the run
 class ExperimentConfig(_Section):
@@ -331,6 +378,7 @@ class ExperimentConfig(_Section):
     federate: FederateConfig = FederateConfig()
     store: StoreConfig = StoreConfig()
     serve: ServeConfig = ServeConfig()
+    deploy: DeployConfig = DeployConfig()
 
 
 # ------------------------------------------------------------------------------------------------------ loading

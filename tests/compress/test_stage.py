@@ -9,7 +9,7 @@ from torch import nn
 from medopt.compress.data import CompressData
 from medopt.compress.stage import run_compress
 from medopt.compress.step import compress_step
-from medopt.config import ExperimentConfig
+from medopt.config import ExperimentConfig, PreprocessConfig
 from medopt.data.artifact import save_dataset
 from medopt.models.checkpoint import load_model_file, save_model_file
 from medopt.pipeline.refs import StoreRef
@@ -35,7 +35,7 @@ def stored(tmp_path, trained: nn.Module, data: CompressData):
     return cfg, store, ds.key, model.key
 
 
-def test_stage_stores_artifacts_with_manifests(stored, tmp_path) -> None:
+def test_stage_stores_artifacts_with_manifests(stored, tmp_path, data: CompressData) -> None:
     cfg, store, ds_key, model_key = stored
     result = run_compress(cfg, store, dataset_key=ds_key, model_key=model_key, prefix="runs/r1")
     assert set(result.artifacts) == {"fp32-onnx", "prune30", "int8-static", "unstructured50"}
@@ -47,6 +47,13 @@ def test_stage_stores_artifacts_with_manifests(stored, tmp_path) -> None:
                     "auc", "val_bacc_loss", "speedup_b1_vs_ort"):
             assert key in m, (manifest.key, key)
         assert set(manifest.parents) == {ds_key, model_key}
+        meta = store.manifest(manifest.key).meta
+        if manifest.kind == "model/onnx":  # what a server needs, from the source model (the graph has none of it)
+            assert meta["class_names"] == list(data.dataset.class_names) and meta["task"] == "binary"
+            assert (meta["in_chans"], meta["input_size"]) == (1, 16)
+            assert PreprocessConfig.model_validate(meta["preprocess"]) == data.preprocess
+        else:
+            assert "class_names" not in meta and meta["recipe"] == manifest.key.split("/")[-2]
     table = json.loads(store.get_bytes("runs/r1/compress/summary.json"))
     assert [r["name"] for r in table["rows"]][:2] == ["fp32-eager", "fp32-ort"] and table["best"] == result.best
     bundle = load_model_file(store.get_file(result.artifacts["unstructured50"].key, tmp_path / "u.pt"))

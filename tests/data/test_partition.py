@@ -64,3 +64,18 @@ def test_by_site() -> None:
     assert [p.tolist() for p in parts] == [[1, 3, 5], [0, 4], [2]]
     with pytest.raises(DataError, match="needs site ids"):
         partition_indices(np.array([0, 1]), PartitionConfig(kind="site"), seed=0)
+
+
+def test_quantity_skew_sizes_vary_labels_stay_balanced() -> None:
+    from medopt.config import PartitionConfig
+
+    labels = np.repeat([0, 1], 500)
+    parts = partition_indices(labels, PartitionConfig(kind="quantity", num_clients=4, alpha=0.3), seed=3)
+    sizes = sorted(len(p) for p in parts)
+    assert sum(sizes) == 1000 and len(np.unique(np.concatenate(parts))) == 1000
+    assert sizes[-1] > 3 * sizes[0]  # strongly unequal sizes
+    big = max(parts, key=len)
+    assert abs(labels[big].mean() - 0.5) < 0.1  # but each client's labels are still IID
+    assert [p.tolist() for p in parts] == [
+        p.tolist() for p in partition_indices(labels, PartitionConfig(kind="quantity", num_clients=4, alpha=0.3), seed=3)
+    ]

@@ -16,7 +16,6 @@ import yaml
 from kubeschema import load_docs, validate_manifest
 
 from medopt import config
-from medopt.serve.deploy import DeploySettings
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "medopt"
 VALUE_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -71,20 +70,22 @@ def test_templates_reference_only_existing_values() -> None:
             node = node[part]
 
 
-def test_values_mirror_store_and_deploy_settings() -> None:
+def test_values_mirror_store_and_deploy_config() -> None:
     values = _values()
     store_fields = {_camel(f) for f in config.StoreConfig.model_fields} - {"root", "credentialsFile", "createBucket"}
     assert set(values["store"]) == store_fields | {"credentialsSecret"}
-    deploy_fields = {_camel(f) for f in DeploySettings.model_fields}
-    # name/namespace come from serve.modelName and the release; ports from serve; the PVC is for local stores only;
-    # the Secret is store.credentialsSecret.
-    assert set(values["deploy"]) == deploy_fields - {"name", "namespace", "httpPort", "grpcPort", "artifactsPvc",
-                                                     "credentialsSecret"}
-    assert values["store"]["credentialsSecret"] == DeploySettings().credentials_secret
-    defaults = DeploySettings()
+    deploy_fields = {_camel(f) for f in config.DeployConfig.model_fields}
+    # name/namespace come from serve.modelName and the release; the PVC is for local stores only; the Secret is
+    # store.credentialsSecret. Ports are ServeConfig's (serve.httpPort/grpcPort), never a deploy value.
+    assert set(values["deploy"]) == deploy_fields - {"name", "namespace", "artifactsPvc", "credentialsSecret"}
+    assert values["store"]["credentialsSecret"] == config.DeployConfig().credentials_secret
+    defaults = config.DeployConfig()
     for key, value in values["deploy"].items():
         field = re.sub(r"([A-Z])", r"_\1", key).lower()
         assert getattr(defaults, field) == value, key
+    serve_defaults = config.ServeConfig()
+    assert (values["serve"]["httpPort"], values["serve"]["grpcPort"]) == (serve_defaults.http_port,
+                                                                          serve_defaults.grpc_port)
 
 
 def test_values_mirror_serve_config() -> None:

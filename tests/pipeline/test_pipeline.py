@@ -25,7 +25,8 @@ def test_compiled_pipeline_matches_golden(tmp_path: Path) -> None:
         "pipeline changed: run `medopt pipeline compile` and commit pipelines/medopt_pipeline.yaml"
     )
     spec = yaml.safe_load(out.read_text())
-    assert set(spec["root"]["dag"]["tasks"]) == {"data-component", "train-component", "compress-component", "deploy-component", "evaluate-component"}
+    assert set(spec["root"]["dag"]["tasks"]) == {"data-component", "train-component", "compress-component", "deploy-component", "federate-component",
+                                                 "evaluate-component"}
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/medopt/medopt:")
         assert "pip install" not in " ".join(executor["container"]["command"])

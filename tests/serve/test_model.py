@@ -13,7 +13,8 @@ import pytest
 from serve_fixtures import CLASSES, MODEL_KEY, ONNX_KEY, Stored, direct_probs
 from medopt.config import ServeConfig
 from medopt.serve import artifact as artifact_mod
-from medopt.serve.artifact import ServeError
+from medopt.models.checkpoint import load_model_file
+from medopt.serve.artifact import ServeError, load_served_model
 from medopt.serve.model import MedoptModel
 from medopt.store import ArtifactCorrupted, LocalStore
 
@@ -87,3 +88,57 @@ def test_unservable_artifacts_raise(stored: Stored, tmp_path: Path) -> None:
         MedoptModel(CFG, store, "notes.txt").load()
     with pytest.raises(ServeError, match="cannot run"):
         MedoptModel(CFG.model_copy(update={"runtime": "torch"}), stored.store, ONNX_KEY).load()
+
+
+def _meta_store(stored: Stored, tmp_path: Path, meta: dict, parents: tuple[str, ...] = ()) -> LocalStore:
+    store = LocalStore(tmp_path / "meta-store")
+    if parents:
+        store.put_file(MODEL_KEY, stored.root / MODEL_KEY, kind="model/pytorch")
+    store.put_file("c/model.onnx", stored.onnx_path, kind="model/onnx", parents=list(parents), meta=meta)
+    return store
+
+
+def test_onnx_meta_from_compress_is_served_without_a_parent(stored: Stored, tmp_path: Path) -> None:
+    from medopt.compress.stage import serving_meta
+
+    bundle = load_model_file(stored.store.get_file(MODEL_KEY, tmp_path / "m.pt"))
+    store = _meta_store(stored, tmp_path, {"recipe": "fp32-onnx", **serving_meta(bundle)})
+    served = load_served_model(store, "c/model.onnx", name="m", runtime="auto", threads=1, max_rows=4,
+                               workdir=tmp_path / "w")
+    assert (served.info.class_names, served.info.task) == (CLASSES, "multiclass")
+    assert (served.spec.in_chans, served.spec.preprocess, served.spec.shape) == (1, stored.preprocess, (1, 16, 16))
+    x = np.random.default_rng(1).standard_normal((2, 1, 16, 16)).astype(np.float32)
+    expected = direct_probs(stored.onnx_path, x)
+    logits = served.runner(x)
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), expected, atol=1e-5)
+
+
+def test_onnx_meta_wins_over_the_parent_model(stored: Stored, tmp_path: Path) -> None:
+    meta = {"class_names": ["a", "b", "c"], "task": "multiclass", "in_chans": 1, "input_size": 16,
+            "preprocess": stored.preprocess.model_copy(update={"normalize": "unit"}).model_dump(mode="json")}
+    store = _meta_store(stored, tmp_path, meta, parents=(MODEL_KEY,))
+    served = load_served_model(store, "c/model.onnx", name="m", runtime="onnx", threads=1, max_rows=4,
+                               workdir=tmp_path / "w")
+    assert served.info.class_names == ("a", "b", "c") and served.spec.preprocess.normalize == "unit"
+    no_meta = LocalStore(tmp_path / "fallback")
+    no_meta.put_file(MODEL_KEY, stored.root / MODEL_KEY, kind="model/pytorch")
+    no_meta.put_file("c/model.onnx", stored.onnx_path, kind="model/onnx", parents=[MODEL_KEY], meta={"recipe": "x"})
+    fallback = load_served_model(no_meta, "c/model.onnx", name="m", runtime="onnx", threads=1, max_rows=4,
+                                 workdir=tmp_path / "w2")
+    assert fallback.info.class_names == CLASSES and fallback.spec.preprocess == stored.preprocess
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"task": None, "preprocess": None}, "meta lacks task, preprocess"),
+    ({"class_names": "abc"}, "class_names must be a non-empty list"),
+    ({"in_chans": 0}, "in_chans an int >= 1"),
+    ({"preprocess": {"image_size": 2}}, "unreadable meta.preprocess"),
+])
+def test_bad_onnx_meta_is_refused(stored: Stored, tmp_path: Path, change: dict, message: str) -> None:
+    meta = {"class_names": list(CLASSES), "task": "multiclass", "in_chans": 1, "input_size": 16,
+            "preprocess": stored.preprocess.model_dump(mode="json")}
+    meta = {k: v for k, v in {**meta, **change}.items() if v is not None}
+    store = _meta_store(stored, tmp_path, meta, parents=(MODEL_KEY,))
+    with pytest.raises(ServeError, match=message):
+        load_served_model(store, "c/model.onnx", name="m", runtime="auto", threads=1, max_rows=4,
+                          workdir=tmp_path / "w")

@@ -10,14 +10,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from medopt.serve.deploy import (
-    DeployError,
-    DeploySettings,
-    parse_settings,
-    render_inference_service,
-    render_serving_runtime,
-    to_yaml,
-)
+from medopt.config import ConfigError, DeployConfig, ServeConfig, config_from_dict
+from medopt.serve.deploy import DeployError, render_inference_service, render_serving_runtime, to_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "k8s"))
@@ -25,15 +19,15 @@ from kubeschema import ManifestInvalid, load_docs, validate_manifest  # noqa: E4
 
 SERVING = REPO / "serving"
 URI = "s3://medopt/runs/example/compress/int8-static/model.onnx"
-GPU = DeploySettings(gpus=1, cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi")
-CANARY = DeploySettings(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8,
-                        canary_traffic_percent=10, min_replicas=0, max_replicas=5)
+GPU = DeployConfig(gpus=1, cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi")
+CANARY = DeployConfig(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8,
+                      canary_traffic_percent=10, min_replicas=0, max_replicas=5)
 ARGS = ("--artifact=runs/example/compress/int8-static/model.onnx", "--set=store.kind=s3",
         "--set=store.endpoint=minio.medopt.svc:9000", "--set=store.bucket=medopt", "--set=store.secure=false")
 # Regenerate with MEDOPT_UPDATE_GOLDEN=1 after an intended change of the renderer.
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
-    "servingruntime.yaml": lambda: render_serving_runtime(DeploySettings()),
-    "inferenceservice.yaml": lambda: render_inference_service(DeploySettings(), name="medopt-resnet18", uri=URI,
+    "servingruntime.yaml": lambda: render_serving_runtime(DeployConfig(), ServeConfig()),
+    "inferenceservice.yaml": lambda: render_inference_service(DeployConfig(), name="medopt-resnet18", uri=URI,
                                                               args=ARGS),
     "inferenceservice-gpu.yaml": lambda: render_inference_service(GPU, name="medopt-resnet18-gpu", uri=URI),
     "inferenceservice-canary.yaml": lambda: render_inference_service(CANARY, name="medopt-resnet18", uri=URI),
@@ -74,14 +68,27 @@ def test_inference_service_fields() -> None:
 
 
 def test_serving_runtime_ports_and_entrypoint() -> None:
-    raw = render_serving_runtime(DeploySettings())["spec"]
+    raw = render_serving_runtime(DeployConfig(), ServeConfig())["spec"]
     c = raw["containers"][0]
     assert c["command"] == ["python", "-m", "medopt.serve"]
     assert c["args"] == ["--model-name={{.Name}}", "--host=0.0.0.0", "--port=8080", "--grpc-port=8081"]
     assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("http1", 8080), ("grpc", 8081)]
     assert "grpc-v2" in raw["protocolVersions"] and raw["supportedModelFormats"][0]["name"] == "medopt"
-    serverless = render_serving_runtime(CANARY)["spec"]["containers"][0]
+    serverless = render_serving_runtime(CANARY, ServeConfig())["spec"]["containers"][0]
     assert [p["name"] for p in serverless["ports"]] == ["http1"]  # Knative: one port per container
+
+
+def test_serving_runtime_ports_come_from_serve_config() -> None:
+    raw = render_serving_runtime(DeployConfig(), ServeConfig(http_port=9090, grpc_port=9091))["spec"]
+    c = raw["containers"][0]
+    assert c["args"][2:] == ["--port=9090", "--grpc-port=9091"]
+    assert [p["containerPort"] for p in c["ports"]] == [9090, 9091]
+    assert c["readinessProbe"]["httpGet"]["port"] == 9090
+    assert raw["annotations"]["prometheus.kserve.io/port"] == "9090"
+    with pytest.raises(DeployError, match="serve.http_port 80 is privileged"):
+        render_serving_runtime(DeployConfig(), ServeConfig(http_port=80))
+    with pytest.raises(DeployError, match="serve.grpc_port 443 is privileged"):
+        render_serving_runtime(DeployConfig(), ServeConfig(grpc_port=443))
 
 
 def test_no_secret_values_in_manifests() -> None:
@@ -104,30 +111,37 @@ def test_wrong_field_fails_strict_validation(mutate: Callable[[dict[str, Any]], 
 
 
 def test_wrong_runtime_field_fails() -> None:
-    doc = render_serving_runtime(DeploySettings())
+    doc = render_serving_runtime(DeployConfig(), ServeConfig())
     doc["spec"]["supportedModelFormats"][0]["autoselect"] = True
     with pytest.raises(ManifestInvalid, match="autoselect"):
         validate_manifest(doc)
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"min_replicas": 4, "max_replicas": 2}', "min_replicas"),
-    ('{"scale_metric": "rps"}', "needs deployment_mode Serverless"),
-    ('{"canary_traffic_percent": 10}', "canary_traffic_percent needs"),
-    ('{"name": "Bad_Name"}', "deploy settings error at name"),
-    ('{"replicas": 2}', "deploy settings error at replicas"),
-    ('{"cpu_limit": "two"}', "cpu_limit"),
+@pytest.mark.parametrize("section, message", [
+    ({"deploy": {"min_replicas": 4, "max_replicas": 2}}, r"deploy\.min_replicas \(4\) > deploy\.max_replicas \(2\)"),
+    ({"deploy": {"scale_metric": "rps"}}, "at deploy: .*scale_metric 'rps' needs deployment_mode Serverless"),
+    ({"deploy": {"canary_traffic_percent": 10}}, "at deploy: .*canary_traffic_percent needs"),
+    ({"deploy": {"name": "Bad_Name"}}, "at deploy.name: String should match pattern"),
+    ({"deploy": {"replicas": 2}}, "at deploy.replicas: unknown key"),
+    ({"deploy": {"cpu_limit": "two"}}, "at deploy.cpu_limit: .*'two'"),
+    ({"serve": {"http_port": 9000, "grpc_port": 9000}}, r"at serve: .*grpc_port must differ \(both 9000\)"),
 ])
-def test_bad_settings_are_refused(text: str, message: str) -> None:
-    with pytest.raises(DeployError, match=message):
-        parse_settings(text)
+def test_bad_settings_are_refused(section: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(section)
+
+
+def test_serverless_settings_are_accepted() -> None:
+    cfg = config_from_dict({"deploy": {"deployment_mode": "Serverless", "scale_metric": "rps",
+                                       "canary_traffic_percent": 10}})
+    assert (cfg.deploy.scale_metric, cfg.deploy.canary_traffic_percent) == ("rps", 10)
 
 
 def test_bad_name_or_uri_is_refused() -> None:
     with pytest.raises(DeployError, match="not a DNS-1123 label"):
-        render_inference_service(DeploySettings(), name="Medopt_1", uri=URI)
+        render_inference_service(DeployConfig(), name="Medopt_1", uri=URI)
     with pytest.raises(DeployError, match="storageUri"):
-        render_inference_service(DeploySettings(), name="medopt", uri="/local/model.onnx")
+        render_inference_service(DeployConfig(), name="medopt", uri="/local/model.onnx")
 
 
 def test_yaml_round_trip() -> None:

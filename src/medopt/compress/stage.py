@@ -52,17 +52,25 @@ def _scalars(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def serving_meta(bundle: ModelBundle) -> dict[str, Any]:
+    """What a server needs besides the ONNX graph (which carries no labels or preprocessing): from the source model."""
+    return {"class_names": list(bundle.class_names), "task": bundle.task, "in_chans": bundle.in_chans,
+            "input_size": bundle.input_size, "preprocess": bundle.preprocess.model_dump(mode="json")}
+
+
 def _store_artifacts(store: ArtifactStore, outcome: CompressOutcome, prefix: str, provenance: dict[str, Any],
-                     parents: list[str]) -> dict[str, Manifest]:
+                     parents: list[str], bundle: ModelBundle) -> dict[str, Manifest]:
     artifacts: dict[str, Manifest] = {}
     rows = {r["name"]: r for r in outcome.rows}
     for name, cm in outcome.models.items():
         row = rows[name]
+        meta = {"recipe": name, "variant": row.get("variant"), "ratio": cm.ratio, "attempts": cm.attempts,
+                "notes": cm.notes, "threads": outcome.threads}
+        if cm.kind == "onnx":  # a medopt model file (pytorch) carries these itself
+            meta.update(serving_meta(bundle))
         artifacts[name] = store.put_file(
             f"{prefix}/compress/{name}/{cm.path.name}", cm.path, kind=f"model/{cm.kind}", config=provenance,
-            metrics=_scalars(row), parents=parents,
-            meta={"recipe": name, "variant": row.get("variant"), "ratio": cm.ratio, "attempts": cm.attempts,
-                  "notes": cm.notes, "threads": outcome.threads},
+            metrics=_scalars(row), parents=parents, meta=meta,
         )
     return artifacts
 
@@ -86,7 +94,7 @@ def run_compress(
         data = CompressData(dataset, bundle.preprocess, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
         outcome = compress_model(bundle.model, data, cfg.compress, cfg.train, workdir=work / "compress",
                                  settings=settings, save_model=_bundle_saver(bundle))
-        artifacts = _store_artifacts(store, outcome, prefix, provenance, parents)
+        artifacts = _store_artifacts(store, outcome, prefix, provenance, parents, bundle)
         table = {"best": outcome.best, "threads": outcome.threads, "accuracy_budget": cfg.compress.accuracy_budget,
                  "model": bundle.model_config.name, "rows": outcome.rows,
                  "artifacts": {k: m.key for k, m in artifacts.items()}}

@@ -1,4 +1,4 @@
-"""Split a training set across simulated hospitals: IID, Dirichlet label skew, or one client per real site.
+"""Split a training set across simulated hospitals: IID, Dirichlet label or quantity skew, or one client per site.
 
 Federated results depend heavily on how skewed the clients are, so partitions are seeded and reproducible and every
 sample belongs to exactly one client.
@@ -7,6 +7,7 @@ sample belongs to exactly one client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,10 +36,21 @@ def _dirichlet_draw(y: np.ndarray, cfg: PartitionConfig, rng: np.random.Generato
     return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
 
 
-def _dirichlet(y: np.ndarray, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
+def _quantity_draw(y: np.ndarray, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """One draw: client sizes ~ Dirichlet(alpha) over a random permutation; labels stay IID within a client."""
+    order = rng.permutation(len(y))
+    props = rng.dirichlet(np.full(cfg.num_clients, cfg.alpha))
+    cuts = (np.cumsum(props)[:-1] * len(y)).astype(np.int64)
+    return [np.sort(chunk).astype(np.int64) for chunk in np.split(order, cuts)]
+
+
+Draw = Callable[[np.ndarray, PartitionConfig, np.random.Generator], list[np.ndarray]]
+
+
+def _redraw(draw: Draw, y: np.ndarray, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
     """Redraw until every client holds at least ``min_per_client`` samples (same seed, same result)."""
     for _ in range(MAX_DIRICHLET_DRAWS):
-        parts = _dirichlet_draw(y, cfg, rng)
+        parts = draw(y, cfg, rng)
         if min(len(p) for p in parts) >= cfg.min_per_client:
             return parts
     raise DataError(
@@ -70,7 +82,8 @@ def partition_indices(
     """Disjoint, sorted index arrays (one per client) that together cover every sample.
 
     Kinds: "iid" (random equal shares), "dirichlet" (per-class shares ~ Dirichlet(alpha); small alpha = strong label
-    skew), "site" (one client per distinct site id, in sorted site order).
+    skew), "quantity" (client sizes ~ Dirichlet(alpha), labels IID: quantity skew), "site" (one client per distinct
+    site id, in sorted site order).
 
     Raises:
         DataError: too few samples for the clients, or kind "site" without site ids.
@@ -86,4 +99,4 @@ def partition_indices(
     rng = np.random.default_rng(seed)
     if cfg.kind == "iid":
         return _iid(len(y), cfg, rng)
-    return _dirichlet(y, cfg, rng)
+    return _redraw(_quantity_draw if cfg.kind == "quantity" else _dirichlet_draw, y, cfg, rng)

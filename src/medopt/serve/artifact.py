@@ -1,7 +1,8 @@
 """Fetch a stored model (ONNX or medopt model file), verify it, and wrap it as a numpy-in, logits-out runner.
 
-An ONNX artifact from the compress stage carries no class names or preprocessing of its own; they come from its parent
-medopt model file (``manifest.parents``), so serving feeds the network exactly what training fed it.
+An ONNX graph carries no class names or preprocessing of its own: the compress stage writes them into the artifact's
+manifest ``meta``; for older artifacts without them they come from the parent medopt model file
+(``manifest.parents``). Either way serving feeds the network exactly what training fed it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from pydantic import ValidationError
 
-from medopt.config import DicomConfig
+from medopt.config import DicomConfig, PreprocessConfig
 from medopt.models.checkpoint import ModelBundle, load_model_file
 from medopt.serve.codec import InputSpec, ModelInfo
 from medopt.store import ArtifactStore, Manifest
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 Runner = Callable[[np.ndarray], np.ndarray]
 ONNX_KIND = "model/onnx"
 TORCH_KIND = "model/pytorch"
+SERVING_META_KEYS = ("class_names", "task", "in_chans", "input_size", "preprocess")
 
 
 class ServeError(ValueError):
@@ -49,6 +52,41 @@ def _dicom_of(manifest: Manifest) -> DicomConfig:
         return DicomConfig.model_validate(data)
     except ValueError as exc:
         raise ServeError(f"artifact '{manifest.key}': unreadable data.dicom in its saved config ({exc})") from None
+
+
+class Described(NamedTuple):
+    """What a served model needs to know besides its weights."""
+
+    class_names: tuple[str, ...]
+    task: str
+    in_chans: int
+    preprocess: PreprocessConfig
+
+
+def _bundle_description(bundle: ModelBundle) -> Described:
+    return Described(tuple(bundle.class_names), bundle.task, bundle.in_chans, bundle.preprocess)
+
+
+def _meta_description(manifest: Manifest) -> Described | None:
+    """The description the compress stage wrote into the manifest's meta; None when it wrote none (older artifact)."""
+    meta = manifest.meta or {}
+    present = [k for k in SERVING_META_KEYS if k in meta]
+    if not present:
+        return None
+    missing = [k for k in SERVING_META_KEYS if k not in meta]
+    if missing:
+        raise ServeError(f"artifact '{manifest.key}': manifest meta lacks {', '.join(missing)}")
+    names, task, in_chans = meta["class_names"], meta["task"], meta["in_chans"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ServeError(f"artifact '{manifest.key}': meta.class_names must be a non-empty list of strings")
+    if not isinstance(task, str) or not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+        raise ServeError(f"artifact '{manifest.key}': meta.task must be a string and meta.in_chans an int >= 1, "
+                         f"got {task!r} and {in_chans!r}")
+    try:
+        preprocess = PreprocessConfig.model_validate(meta["preprocess"])
+    except ValidationError as exc:
+        raise ServeError(f"artifact '{manifest.key}': unreadable meta.preprocess ({exc.errors()[0]['msg']})") from None
+    return Described(tuple(names), task, in_chans, preprocess)
 
 
 def _parent_bundle(store: ArtifactStore, manifest: Manifest, workdir: Path) -> ModelBundle:
@@ -108,14 +146,15 @@ def load_served_model(store: ArtifactStore, key: str, *, name: str, runtime: str
     chosen = _resolve_runtime(manifest, runtime)
     path = store.get_file(key, workdir / Path(key).name)
     if chosen == "onnx":
-        bundle = _parent_bundle(store, manifest, workdir)
+        about = _meta_description(manifest) or _bundle_description(_parent_bundle(store, manifest, workdir))
         runner = onnx_runner(path, threads)
     else:
         bundle = load_model_file(path)
+        about = _bundle_description(bundle)
         runner = torch_runner(bundle, threads)
-    spec = InputSpec(in_chans=bundle.in_chans, preprocess=bundle.preprocess, dicom=_dicom_of(manifest),
+    spec = InputSpec(in_chans=about.in_chans, preprocess=about.preprocess, dicom=_dicom_of(manifest),
                      max_rows=max_rows)
     info = ModelInfo(name=name, version=manifest.sha256[:12], sha256=manifest.sha256,
-                     class_names=bundle.class_names, task=bundle.task)
+                     class_names=about.class_names, task=about.task)
     logger.info("loaded %s (%s, %s runtime, sha256 %s)", key, manifest.kind, chosen, manifest.sha256[:12])
     return ServedModel(runner=runner, spec=spec, info=info, runtime=chosen)

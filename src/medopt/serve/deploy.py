@@ -4,8 +4,9 @@ Why Python dicts instead of text templates: values land in typed fields (no YAML
 same builder serves the KFP ``deploy`` component, the checked-in examples under ``serving/`` and the tests that
 validate the output against the KServe CRD schemas. The Helm chart (``helm/medopt``) renders the same shape.
 
-Ports come from ``ServeConfig`` in the deploy step; the server loads the artifact from the store itself (``--artifact``,
-``--set store.*``), and the predictor's ``storageUri`` names the same object for KServe's storage initializer.
+Cluster knobs come from ``ExperimentConfig.deploy`` (``DeployConfig``), ports from ``ExperimentConfig.serve``; the
+server loads the artifact from the store itself (``--artifact``, ``--set store.*``), and the predictor's ``storageUri``
+names the same object for KServe's storage initializer.
 
 Deployment modes: ``RawDeployment`` (default) exposes HTTP and gRPC and scales with an HPA on cpu/memory;
 ``Serverless`` (Knative) allows one port per container, scales on concurrency/rps and is needed for canary rollouts.
@@ -16,12 +17,11 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medopt.config import StoreConfig, config_from_json
+from medopt.config import DeployConfig, ServeConfig, StoreConfig, config_from_json
 from medopt.pipeline.refs import RefError, StoreRef
 from medopt.pipeline.steps import run_prefix
 from medopt.store import open_store
@@ -34,62 +34,12 @@ MODEL_FORMAT = "medopt"
 MODEL_DIR = "/mnt/models"
 RUN_AS_USER = 10001
 S3_ACCESS_LABEL = "medopt.io/s3-access"
+MIN_PORT = 1024  # the container runs as a non-root user, which cannot bind privileged ports
 _DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 
 
 class DeployError(ValueError):
-    """Deploy settings or inputs are invalid; the message names the field and what was wrong."""
-
-
-class DeploySettings(BaseModel):
-    """Cluster-side serving knobs (proposed as ``ExperimentConfig.deploy``); frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str | None = Field(None, pattern=_DNS_LABEL, description="InferenceService name; default from cfg.name.")
-    namespace: str = Field("medopt", pattern=_DNS_LABEL)
-    image: str = Field("ghcr.io/medopt/medopt-serve:0.1.0", min_length=1)
-    runtime: str = Field("medopt-runtime", pattern=_DNS_LABEL)
-    service_account: str = Field("medopt-serving", pattern=_DNS_LABEL)
-    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
-    http_port: int = Field(8080, ge=1024, le=65535)
-    grpc_port: int = Field(8081, ge=1024, le=65535)
-    cpu_request: str = Field("1", pattern=_QUANTITY)
-    cpu_limit: str = Field("2", pattern=_QUANTITY)
-    memory_request: str = Field("1Gi", pattern=_QUANTITY)
-    memory_limit: str = Field("2Gi", pattern=_QUANTITY)
-    gpus: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per replica (0: CPU only).")
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(3, ge=1)
-    scale_metric: Literal["cpu", "memory", "concurrency", "rps"] = "cpu"
-    scale_target: int = Field(70, ge=1, description="Percent for cpu/memory; requests per replica otherwise.")
-    canary_traffic_percent: int | None = Field(None, ge=0, le=100)
-    artifacts_pvc: str = Field("medopt-artifacts", pattern=_DNS_LABEL, description="PVC of a local store.")
-    credentials_secret: str = Field("medopt-s3", pattern=_DNS_LABEL, description="Secret with AWS_* keys (by ref).")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "DeploySettings":
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
-        if self.http_port == self.grpc_port:
-            raise ValueError("http_port and grpc_port must differ")
-        raw = self.deployment_mode == "RawDeployment"
-        if raw and self.scale_metric not in ("cpu", "memory"):
-            raise ValueError(f"scale_metric '{self.scale_metric}' needs deployment_mode Serverless (HPA: cpu/memory)")
-        if raw and self.canary_traffic_percent is not None:
-            raise ValueError("canary_traffic_percent needs deployment_mode Serverless (Knative revisions)")
-        return self
-
-
-def parse_settings(text: str) -> DeploySettings:
-    """Validate settings JSON (a KFP parameter) into DeploySettings, with a one-line error naming the field."""
-    try:
-        return DeploySettings.model_validate_json(text or "{}")
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "deploy"
-        raise DeployError(f"deploy settings error at {where}: {first['msg']}") from None
+    """Deploy inputs are invalid; the message names the field and what was wrong."""
 
 
 def dns_name(text: str) -> str:
@@ -100,12 +50,12 @@ def dns_name(text: str) -> str:
     return label
 
 
-def storage_uri(store: StoreConfig, key: str, settings: DeploySettings) -> str:
+def storage_uri(store: StoreConfig, key: str, deploy: DeployConfig) -> str:
     """Where the KServe storage initializer fetches ``key`` (and, by prefix, its ``.manifest.json``)."""
     if store.kind == "s3":
         prefix = store.prefix.strip("/")
         return f"s3://{store.bucket}/{prefix + '/' if prefix else ''}{key}"
-    return f"pvc://{settings.artifacts_pvc}/{key}"
+    return f"pvc://{deploy.artifacts_pvc}/{key}"
 
 
 def _security_context() -> dict[str, Any]:
@@ -114,7 +64,7 @@ def _security_context() -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _resources(s: DeploySettings) -> dict[str, Any]:
+def _resources(s: DeployConfig) -> dict[str, Any]:
     requests: dict[str, Any] = {"cpu": s.cpu_request, "memory": s.memory_request}
     limits: dict[str, Any] = {"cpu": s.cpu_limit, "memory": s.memory_limit}
     if s.gpus:
@@ -122,11 +72,20 @@ def _resources(s: DeploySettings) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
-def _ports(s: DeploySettings) -> list[dict[str, Any]]:
+def _checked_ports(serve: ServeConfig) -> tuple[int, int]:
+    """serve's HTTP and gRPC ports, refused when the non-root container could not bind them."""
+    for field in ("http_port", "grpc_port"):
+        port = getattr(serve, field)
+        if port < MIN_PORT:
+            raise DeployError(f"serve.{field} {port} is privileged: the server runs as non-root, use >= {MIN_PORT}")
+    return serve.http_port, serve.grpc_port
+
+
+def _ports(deploy: DeployConfig, http_port: int, grpc_port: int) -> list[dict[str, Any]]:
     """Knative (Serverless) accepts one container port; raw deployments expose HTTP and gRPC."""
-    ports = [{"name": "http1", "containerPort": s.http_port, "protocol": "TCP"}]
-    if s.deployment_mode == "RawDeployment":
-        ports.append({"name": "grpc", "containerPort": s.grpc_port, "protocol": "TCP"})
+    ports = [{"name": "http1", "containerPort": http_port, "protocol": "TCP"}]
+    if deploy.deployment_mode == "RawDeployment":
+        ports.append({"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"})
     return ports
 
 
@@ -135,21 +94,26 @@ def _labels(component: str) -> dict[str, str]:
             "app.kubernetes.io/part-of": "medopt"}
 
 
-def render_serving_runtime(settings: DeploySettings) -> dict[str, Any]:
-    """The namespaced ServingRuntime running ``python -m medopt.serve`` for model format "medopt" (V1 + V2)."""
-    s = settings
-    args = ["--model-name={{.Name}}", "--host=0.0.0.0", f"--port={s.http_port}", f"--grpc-port={s.grpc_port}"]
+def render_serving_runtime(deploy: DeployConfig, serve: ServeConfig) -> dict[str, Any]:
+    """The namespaced ServingRuntime running ``python -m medopt.serve`` for model format "medopt" (V1 + V2).
+
+    Raises:
+        DeployError: a serve port below 1024 (the container runs as non-root).
+    """
+    s = deploy
+    http_port, grpc_port = _checked_ports(serve)
+    args = ["--model-name={{.Name}}", "--host=0.0.0.0", f"--port={http_port}", f"--grpc-port={grpc_port}"]
     container = {
         "name": "kserve-container", "image": s.image, "command": ["python", "-m", "medopt.serve"], "args": args,
-        "ports": _ports(s), "resources": _resources(s), "securityContext": _security_context(),
+        "ports": _ports(s, http_port, grpc_port), "resources": _resources(s), "securityContext": _security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": s.http_port}, "periodSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": http_port}, "periodSeconds": 5},
     }
     return {
         "apiVersion": API_RUNTIME, "kind": "ServingRuntime",
         "metadata": {"name": s.runtime, "namespace": s.namespace, "labels": _labels("serving-runtime")},
         "spec": {
-            "annotations": {"prometheus.kserve.io/port": str(s.http_port), "prometheus.kserve.io/path": "/metrics"},
+            "annotations": {"prometheus.kserve.io/port": str(http_port), "prometheus.kserve.io/path": "/metrics"},
             "supportedModelFormats": [{"name": MODEL_FORMAT, "version": "1", "autoSelect": True}],
             "protocolVersions": ["v1", "v2", "grpc-v2"], "multiModel": False,
             "containers": [container], "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
@@ -157,7 +121,7 @@ def render_serving_runtime(settings: DeploySettings) -> dict[str, Any]:
     }
 
 
-def _autoscaling(s: DeploySettings) -> dict[str, Any]:
+def _autoscaling(s: DeployConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"minReplicas": s.min_replicas, "maxReplicas": s.max_replicas,
                            "scaleMetric": s.scale_metric, "scaleTarget": s.scale_target}
     if s.canary_traffic_percent is not None:
@@ -178,14 +142,15 @@ def server_args(store: StoreConfig, key: str) -> list[str]:
     return args
 
 
-def render_inference_service(settings: DeploySettings, *, name: str, uri: str, sha256: str | None = None,
+def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha256: str | None = None,
                              args: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The InferenceService serving the artifact at ``uri`` (s3:// or pvc://) with protocol v2.
 
     S3 credentials reach the storage initializer through the service account's secret and the server through
-    ``envFrom`` of the same Secret (never values in the manifest). ``args`` are appended to the runtime's.
+    ``envFrom`` of the same Secret (never values in the manifest). ``args`` are appended to the runtime's; the
+    ports are the ServingRuntime's, so ``serve`` is not needed here.
     """
-    s = settings
+    s = deploy
     if not re.match(_DNS_LABEL, name):
         raise DeployError(f"InferenceService name {name!r} is not a DNS-1123 label (use dns_name())")
     if not re.match(r"^(s3|pvc)://[^\s]+$", uri):
@@ -224,9 +189,10 @@ def _chosen_ref(model_path: str, compressed_path: str | None) -> StoreRef:
     return StoreRef.read(model_path)
 
 
-def deploy_step(config_json: str, run_id: str, model: Any, compressed: Any, inference_service: Any,
-                deploy_json: str = "{}") -> str:
+def deploy_step(config_json: str, run_id: str, model: Any, compressed: Any, inference_service: Any) -> str:
     """Body of the KFP ``deploy`` component: write the InferenceService YAML to the output and the store.
+
+    Everything cluster-side comes from ``cfg.deploy``, so the config stays the one thing crossing the boundary.
 
     Args:
         model: Input[Model] of the trained model; ``compressed``: the compress step's best model (may hold no ref).
@@ -236,19 +202,16 @@ def deploy_step(config_json: str, run_id: str, model: Any, compressed: Any, infe
         The store key of the YAML.
     """
     cfg = config_from_json(config_json)
-    settings = parse_settings(deploy_json)
-    settings = DeploySettings.model_validate({**settings.model_dump(), "http_port": cfg.serve.http_port,
-                                              "grpc_port": cfg.serve.grpc_port})
     ref = _chosen_ref(model.path, getattr(compressed, "path", None))
-    uri = storage_uri(cfg.store, ref.key, settings)
-    name = settings.name or dns_name(cfg.serve.model_name)
-    text = to_yaml(render_inference_service(settings, name=name, uri=uri, sha256=ref.sha256,
+    uri = storage_uri(cfg.store, ref.key, cfg.deploy)
+    name = cfg.deploy.name or dns_name(cfg.serve.model_name)
+    text = to_yaml(render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256,
                                             args=server_args(cfg.store, ref.key)))
     Path(inference_service.path).parent.mkdir(parents=True, exist_ok=True)
     Path(inference_service.path).write_text(text)
     store = open_store(cfg.store)
     manifest = store.put_bytes(f"{run_prefix(run_id)}/deploy/inferenceservice.yaml", text.encode(),
-                               kind="deploy/inferenceservice", config={"deploy": settings.model_dump(mode="json")},
+                               kind="deploy/inferenceservice", config=cfg.model_dump(mode="json"),
                                parents=(ref.key,), meta={"storage_uri": uri, "name": name})
     inference_service.metadata.update({"store_uri": store.uri, "key": manifest.key, "sha256": manifest.sha256,
                                        "storage_uri": uri, "name": name, "model_key": ref.key})

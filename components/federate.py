@@ -1,0 +1,18 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def federate_component(
+    config_json: str,
+    run_id: str,
+    dataset: Input[Dataset],
+    model: Output[Model],
+    history: Output[Artifact],
+) -> None:
+    """Federated training across simulated hospitals on Flower + Ray in this pod (no-op unless federate.enabled)."""
+    from medopt.federate.step import federate_step
+
+    federate_step(config_json, run_id, dataset, model, history)

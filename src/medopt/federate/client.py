@@ -1,0 +1,130 @@
+"""Client-side work of one hospital per round: local training (FedAvg/FedProx, optional DP clipping) and evaluation.
+
+Plain functions over a ``ClientData``, built on medopt's own epoch functions (``train_one_epoch``,
+``evaluate_epoch``) and optimizers; ``flower_client`` wraps them as Flower's ClientApp.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medopt.config import ExperimentConfig, config_from_json
+from medopt.data import make_loader
+from medopt.data.types import ArraySplit
+from medopt.evaluate.metrics import compute_metrics
+from medopt.federate.aggregate import uses_equal_weights
+from medopt.federate.partitions import ClientData
+from medopt.federate.privacy import clip_update, global_norm
+from medopt.federate.proximal import ProximalLoss, snapshot_trainable
+from medopt.federate.spec import TaskSpec
+from medopt.federate.weights import NDArrays, get_weights, set_weights
+from medopt.models import create_model
+from medopt.train.losses import build_loss, count_classes
+from medopt.train.loop import evaluate_epoch, train_one_epoch
+from medopt.train.optim import build_optimizer, build_scheduler
+from medopt.train.seeding import resolve_device
+
+logger = logging.getLogger(__name__)
+CONFIG_KEY = "experiment"
+ROUND_KEY = "server_round"
+
+
+@dataclass(frozen=True)
+class FitOutput:
+    """A client's reply to one training instruction: weights, aggregation weight and scalar metrics only."""
+
+    weights: NDArrays
+    weight: int
+    metrics: dict[str, float]
+
+
+@lru_cache(maxsize=4)
+def parse_config(text: str) -> ExperimentConfig:
+    """Re-validate the serialized ExperimentConfig sent by the server (cached: it is identical every round)."""
+    return config_from_json(text)
+
+
+def build_client_model(cfg: ExperimentConfig, spec: TaskSpec) -> nn.Module:
+    """The configured architecture; weights come from the server, so no pretrained file is read here."""
+    model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights_path": None})
+    return create_model(model_cfg, in_chans=spec.in_chans, num_classes=spec.num_classes, input_size=spec.input_size)
+
+
+def _seed(cfg: ExperimentConfig, client_id: int, server_round: int) -> None:
+    seed = int(np.random.SeedSequence([cfg.train.seed, client_id, server_round]).generate_state(1)[0])
+    torch.manual_seed(seed)
+
+
+def _loader(split: ArraySplit, cfg: ExperimentConfig, spec: TaskSpec, *, train: bool, seed: int) -> Any:
+    bs = cfg.train.batch_size if train else max(cfg.train.batch_size, 256)
+    return make_loader(split, cfg.data.preprocess, batch_size=bs, shuffle=train, seed=seed, task=spec.task)
+
+
+def _scores(model: nn.Module, split: ArraySplit, loss_fn: nn.Module, cfg: ExperimentConfig, spec: TaskSpec,
+            device: torch.device, prefix: str = "") -> dict[str, float]:
+    out = evaluate_epoch(model, _loader(split, cfg, spec, train=False, seed=0), loss_fn, device=device, task=spec.task)
+    metrics = compute_metrics(out.y_true, out.y_prob, spec.task, spec.class_names)
+    return {f"{prefix}loss": out.loss, **{f"{prefix}{k}": float(metrics[k]) for k in ("acc", "bacc", "auc")}}
+
+
+def _local_training(model: nn.Module, data: ClientData, cfg: ExperimentConfig, spec: TaskSpec,
+                    server_round: int, device: torch.device) -> float:
+    """Run ``federate.local_epochs`` epochs; returns the last epoch's mean training loss."""
+    loader = _loader(data.train, cfg, spec, train=True, seed=cfg.train.seed + 1000 * data.client_id + server_round)
+    counts = count_classes(data.train.labels, spec.task, spec.num_classes)
+    base = build_loss(spec.task, cfg.train, counts if cfg.train.class_weighting else None).to(device)
+    loss_fn: nn.Module = base
+    if cfg.federate.strategy == "fedprox":
+        loss_fn = ProximalLoss(base, model, snapshot_trainable(model), cfg.federate.proximal_mu)
+    optimizer = build_optimizer(model.parameters(), cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train, len(loader))
+    first = (server_round - 1) * cfg.federate.local_epochs  # the schedule continues across rounds
+    loss = math.nan
+    for epoch in range(first, first + cfg.federate.local_epochs):
+        loss = train_one_epoch(model, loader, loss_fn, optimizer, scheduler=scheduler, epoch=epoch, device=device,
+                               grad_clip=cfg.train.grad_clip)["loss"]
+    return loss
+
+
+def fit_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData, weights: NDArrays,
+               server_round: int) -> FitOutput:
+    """Train the global ``weights`` locally and return the new weights (clipped to the DP bound when DP is on)."""
+    start = time.perf_counter()
+    _seed(cfg, data.client_id, server_round)
+    device = resolve_device(cfg.train.device)
+    model = build_client_model(cfg, spec)
+    set_weights(model, weights)
+    model.to(device)
+    train_loss = _local_training(model, data, cfg, spec, server_round, device)
+    new = get_weights(model.cpu())
+    if cfg.federate.dp.enabled:
+        new, norm = clip_update(new, weights, cfg.federate.dp.clip_norm)
+    else:
+        norm = global_norm([n - w for n, w in zip(new, weights)])
+    metrics = {"client": float(data.client_id), "num_examples": float(len(data.train)), "train_loss": train_loss,
+               "update_norm": norm, "train_seconds": time.perf_counter() - start}
+    if len(data.val):
+        set_weights(model, new)
+        metrics.update(_scores(model.to(device), data.val, build_loss(spec.task, cfg.train, None).to(device), cfg,
+                               spec, device, prefix="val_"))
+    weight = 1 if uses_equal_weights(cfg.federate) else len(data.train)
+    return FitOutput(new, weight, metrics)
+
+
+def evaluate_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData,
+                    weights: NDArrays) -> tuple[float, int, dict[str, float]]:
+    """(loss, n, metrics) of the global ``weights`` on this client's own test split."""
+    device = resolve_device(cfg.train.device)
+    model = build_client_model(cfg, spec)
+    set_weights(model, weights)
+    scores = _scores(model.to(device), data.test, build_loss(spec.task, cfg.train, None).to(device), cfg, spec, device)
+    return scores.pop("loss"), len(data.test), {"client": float(data.client_id), **scores}

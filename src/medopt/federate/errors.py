@@ -1,0 +1,7 @@
+"""The federate stage's exception: bad parameters, clients or rounds, named precisely."""
+
+from __future__ import annotations
+
+
+class FederateError(ValueError):
+    """Invalid federated input: parameter lists that do not match the model, empty rounds, unusable clients."""
