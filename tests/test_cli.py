@@ -39,6 +39,8 @@ def test_config_show_and_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     names = capsys.readouterr().out.split()
     assert {"resnet18", "efficientnet_lite0", "tiny_cnn"} <= set(names)
+    assert main(["compress", "recipes"]) == 0
+    assert {"int8-static", "prune50+ft+int8", "fp32-onnx"} <= set(capsys.readouterr().out.split())
 
 
 def test_console_script_is_importable_in_a_fresh_interpreter() -> None:

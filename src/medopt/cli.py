@@ -21,9 +21,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="medopt: medi
 data_app = typer.Typer(no_args_is_help=True, help="Inspect data sources.")
 pipeline_app = typer.Typer(no_args_is_help=True, help="Compile the KFP pipeline.")
 config_app = typer.Typer(no_args_is_help=True, help="Config helpers.")
+compress_app = typer.Typer(no_args_is_help=True, help="Compression recipes.")
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(config_app, name="config")
+app.add_typer(compress_app, name="compress")
 app.add_typer(store_app, name="store")
 app.command("serve")(serve_app)
 
@@ -211,6 +213,15 @@ def config_show(config: ConfigArg = None, set_: SetOpt = None) -> None:
     from medopt.config import dump_yaml
 
     sys.stdout.write(dump_yaml(_load(config, set_)))
+
+
+@compress_app.command("recipes")
+def compress_recipes() -> None:
+    """List the named compression recipes that compress.recipes accepts."""
+    from medopt.compress.recipes import RECIPES
+
+    for name in RECIPES.names():
+        console.print(name)
 
 
 @app.command("models")
