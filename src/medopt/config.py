@@ -347,7 +347,10 @@ class DeployConfig(_Section):
     scale_target: int = Field(70, ge=1, description="Percent for cpu/memory; requests per replica otherwise.")
     canary_traffic_percent: int | None = Field(None, ge=0, le=100)
     artifacts_pvc: str = Field("medopt-artifacts", pattern=_DNS_LABEL, description="PVC of a local store.")
-    credentials_secret: str = Field("medopt-s3", pattern=_DNS_LABEL, description="Secret with AWS_* keys (by ref).")
+    credentials_secret: str = Field(
+        "medopt-s3", pattern=_DNS_LABEL,
+        description="Secret with AWS_* keys that the serving ServiceAccount hands to KServe's storage initializer.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "DeployConfig":

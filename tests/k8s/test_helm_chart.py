@@ -105,3 +105,17 @@ def test_helm_template_renders_valid_manifests() -> None:
     assert {d["kind"] for d in docs} >= {"InferenceService", "ServingRuntime", "ServiceAccount", "Role"}
     for doc in docs:
         validate_manifest(doc)
+    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "s3://medopt/runs/r1/compress/int8/"
+    assert model["args"] == ["--artifact=model.onnx", "--set=store.kind=local", "--set=store.root=/mnt/models"]
+    assert "envFrom" not in model and "env" not in model
+
+
+def test_inference_service_template_downloads_once_without_a_secret() -> None:
+    """What the renderer in medopt.serve.deploy does, checked in the template text (helm may be absent)."""
+    text = (CHART / "templates" / "inferenceservice.yaml").read_text()
+    for absent in ("envFrom", "secretRef", "credentialsSecret", "store.endpoint", "--set=store.kind=s3"):
+        assert absent not in text, absent
+    assert "dir .Values.serve.artifact" in text and '"--artifact={{ base .Values.serve.artifact }}"' in text
+    assert '"--set=store.kind=local"' in text and '"--set=store.root=/mnt/models"' in text

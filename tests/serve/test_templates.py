@@ -11,26 +11,27 @@ import pytest
 import yaml
 
 from medopt.config import ConfigError, DeployConfig, ServeConfig, config_from_dict
-from medopt.serve.deploy import DeployError, render_inference_service, render_serving_runtime, to_yaml
+from medopt.serve.deploy import DeployError, render_inference_service, render_serving_runtime, server_args, to_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "k8s"))
 from kubeschema import ManifestInvalid, load_docs, validate_manifest  # noqa: E402
 
 SERVING = REPO / "serving"
-URI = "s3://medopt/runs/example/compress/int8-static/model.onnx"
+URI = "s3://medopt/runs/example/compress/int8-static/"  # the artifact's folder: model.onnx + its manifest
 GPU = DeployConfig(gpus=1, cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi")
 CANARY = DeployConfig(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8,
                       canary_traffic_percent=10, min_replicas=0, max_replicas=5)
-ARGS = ("--artifact=runs/example/compress/int8-static/model.onnx", "--set=store.kind=s3",
-        "--set=store.endpoint=minio.medopt.svc:9000", "--set=store.bucket=medopt", "--set=store.secure=false")
+ARGS = tuple(server_args("runs/example/compress/int8-static/model.onnx"))
 # Regenerate with MEDOPT_UPDATE_GOLDEN=1 after an intended change of the renderer.
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "servingruntime.yaml": lambda: render_serving_runtime(DeployConfig(), ServeConfig()),
     "inferenceservice.yaml": lambda: render_inference_service(DeployConfig(), name="medopt-resnet18", uri=URI,
                                                               args=ARGS),
-    "inferenceservice-gpu.yaml": lambda: render_inference_service(GPU, name="medopt-resnet18-gpu", uri=URI),
-    "inferenceservice-canary.yaml": lambda: render_inference_service(CANARY, name="medopt-resnet18", uri=URI),
+    "inferenceservice-gpu.yaml": lambda: render_inference_service(GPU, name="medopt-resnet18-gpu", uri=URI,
+                                                                  args=ARGS),
+    "inferenceservice-canary.yaml": lambda: render_inference_service(CANARY, name="medopt-resnet18", uri=URI,
+                                                                     args=ARGS),
 }
 
 
@@ -57,6 +58,8 @@ def test_inference_service_fields() -> None:
     assert "canaryTrafficPercent" not in p
     m = p["model"]
     assert (m["storageUri"], m["protocolVersion"], m["runtime"]) == (URI, "v2", "medopt-runtime")
+    assert m["args"] == ["--artifact=model.onnx", "--set=store.kind=local", "--set=store.root=/mnt/models"]
+    assert "env" not in m and "envFrom" not in m  # only the storage initializer reads the store
     sc = m["securityContext"]
     assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
     assert "nvidia.com/gpu" not in m["resources"]["limits"]

@@ -4,9 +4,12 @@ Why Python dicts instead of text templates: values land in typed fields (no YAML
 same builder serves the KFP ``deploy`` component, the checked-in examples under ``serving/`` and the tests that
 validate the output against the KServe CRD schemas. The Helm chart (``helm/medopt``) renders the same shape.
 
-Cluster knobs come from ``ExperimentConfig.deploy`` (``DeployConfig``), ports from ``ExperimentConfig.serve``; the
-server loads the artifact from the store itself (``--artifact``, ``--set store.*``), and the predictor's ``storageUri``
-names the same object for KServe's storage initializer.
+Cluster knobs come from ``ExperimentConfig.deploy`` (``DeployConfig``), ports from ``ExperimentConfig.serve``. The
+model is downloaded once: ``storageUri`` names the artifact's *folder* in the store, so KServe's storage initializer
+brings ``<name>`` and ``<name>.manifest.json`` (the store layout) to ``/mnt/models``, and the server opens a local store
+rooted there (``--set store.root=/mnt/models --artifact <name>``), which checks the sha256 against the manifest on
+read. The predictor container therefore holds no store credentials; the storage initializer gets them from the
+serving ServiceAccount's Secret (see k8s/README.md).
 
 Deployment modes: ``RawDeployment`` (default) exposes HTTP and gRPC and scales with an HPA on cpu/memory;
 ``Serverless`` (Knative) allows one port per container, scales on concurrency/rps and is needed for canary rollouts.
@@ -50,12 +53,26 @@ def dns_name(text: str) -> str:
     return label
 
 
+def artifact_folder(key: str) -> str:
+    """The store folder holding ``key`` and its manifest ("" for a key at the store's root)."""
+    return key.rpartition("/")[0]
+
+
+def artifact_name(key: str) -> str:
+    """The artifact's file name: its key in the local store that the storage initializer fills at /mnt/models."""
+    return key.rpartition("/")[2]
+
+
 def storage_uri(store: StoreConfig, key: str, deploy: DeployConfig) -> str:
-    """Where the KServe storage initializer fetches ``key`` (and, by prefix, its ``.manifest.json``)."""
+    """The folder the storage initializer copies to /mnt/models: the artifact and its ``.manifest.json`` with it.
+
+    S3 folders end with "/"; a PVC is mounted at its sub-path, so no slash there (the claim holds a local store root).
+    """
+    folder = artifact_folder(key)
     if store.kind == "s3":
-        prefix = store.prefix.strip("/")
-        return f"s3://{store.bucket}/{prefix + '/' if prefix else ''}{key}"
-    return f"pvc://{deploy.artifacts_pvc}/{key}"
+        parts = [p for p in (store.prefix.strip("/"), folder) if p]
+        return f"s3://{store.bucket}/{''.join(p + '/' for p in parts)}"
+    return f"pvc://{deploy.artifacts_pvc}{'/' + folder if folder else ''}"
 
 
 def _security_context() -> dict[str, Any]:
@@ -129,32 +146,29 @@ def _autoscaling(s: DeployConfig) -> dict[str, Any]:
     return out
 
 
-def server_args(store: StoreConfig, key: str) -> list[str]:
-    """Arguments of ``python -m medopt.serve`` that make it load ``key`` from ``store`` (credentials from env)."""
-    args = [f"--artifact={key}", f"--set=store.kind={store.kind}"]
-    if store.kind == "s3":
-        args += [f"--set=store.endpoint={store.endpoint}", f"--set=store.bucket={store.bucket}",
-                 f"--set=store.secure={str(store.secure).lower()}"]
-        args += [f"--set=store.prefix={store.prefix}"] if store.prefix else []
-        args += [f"--set=store.region={store.region}"] if store.region else []
-    else:
-        args.append(f"--set=store.root={MODEL_DIR}")
-    return args
+def server_args(key: str) -> list[str]:
+    """Arguments of ``python -m medopt.serve`` that serve ``key`` from the local store the storage initializer filled.
+
+    The store there is ``/mnt/models`` holding ``<name>`` and ``<name>.manifest.json``; reading verifies the sha256,
+    and no credentials are needed.
+    """
+    return [f"--artifact={artifact_name(key)}", "--set=store.kind=local", f"--set=store.root={MODEL_DIR}"]
 
 
 def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha256: str | None = None,
                              args: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The InferenceService serving the artifact at ``uri`` (s3:// or pvc://) with protocol v2.
 
-    S3 credentials reach the storage initializer through the service account's secret and the server through
-    ``envFrom`` of the same Secret (never values in the manifest). ``args`` are appended to the runtime's; the
-    ports are the ServingRuntime's, so ``serve`` is not needed here.
+    ``uri`` is the artifact's folder (``storage_uri``); S3 credentials reach only the storage initializer, through the
+    service account's Secret, so the predictor container carries no env or Secret. The pod keeps the S3-access label
+    because the storage initializer runs in it. ``args`` (``server_args``) are appended to the runtime's; the ports
+    are the ServingRuntime's, so ``serve`` is not needed here.
     """
     s = deploy
     if not re.match(_DNS_LABEL, name):
         raise DeployError(f"InferenceService name {name!r} is not a DNS-1123 label (use dns_name())")
     if not re.match(r"^(s3|pvc)://[^\s]+$", uri):
-        raise DeployError(f"storageUri {uri!r} must be s3://bucket/key or pvc://claim/key")
+        raise DeployError(f"storageUri {uri!r} must be s3://bucket/folder/ or pvc://claim/folder")
     annotations = {"serving.kserve.io/deploymentMode": s.deployment_mode}
     if sha256:
         annotations["medopt.io/artifact-sha256"] = sha256
@@ -162,7 +176,6 @@ def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha25
              "storageUri": uri, "resources": _resources(s), "securityContext": _security_context()}
     if args:
         model["args"] = list(args)
-    model["envFrom"] = [{"secretRef": {"name": s.credentials_secret, "optional": True}}]
     predictor = {"serviceAccountName": s.service_account, **_autoscaling(s),
                  "labels": {S3_ACCESS_LABEL: "true", **_labels("predictor")},
                  "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "fsGroup": RUN_AS_USER,
@@ -206,7 +219,7 @@ def deploy_step(config_json: str, run_id: str, model: Any, compressed: Any, infe
     uri = storage_uri(cfg.store, ref.key, cfg.deploy)
     name = cfg.deploy.name or dns_name(cfg.serve.model_name)
     text = to_yaml(render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256,
-                                            args=server_args(cfg.store, ref.key)))
+                                            args=server_args(ref.key)))
     Path(inference_service.path).parent.mkdir(parents=True, exist_ok=True)
     Path(inference_service.path).write_text(text)
     store = open_store(cfg.store)
