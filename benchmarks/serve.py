@@ -166,6 +166,25 @@ def _direct(onnx: Path, threads: int | None, x: np.ndarray, n: int, limit: float
     return {"server": "in-process", "protocol": "direct-ort", **row}
 
 
+def _batch_scaling(onnx: Path, threads: int | None, size: int, reps: int) -> dict[str, float]:
+    """ORT ms per image at batch 1, 4 and 16: the most any batching server could gain on this CPU."""
+    from medopt.serve.artifact import onnx_runner
+
+    run = onnx_runner(onnx, threads)
+    out: dict[str, float] = {}
+    for batch in (1, 4, 16):
+        xb = np.random.default_rng(batch).standard_normal((batch, 3, size, size)).astype(np.float32)
+        run(xb)
+        t = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            run(xb)
+            t.append((time.perf_counter() - t0) * 1000)
+        out[f"batch_{batch}_ms_per_image"] = float(np.median(t)) / batch
+    out["max_batching_gain"] = out["batch_1_ms_per_image"] / out["batch_16_ms_per_image"]
+    return out
+
+
 def _decode_compare(x: np.ndarray, reps: int) -> dict[str, float]:
     """ms per image: kserve's list-based binary decoding vs medopt's numpy decoding of the same body."""
     from medopt.serve.binary import decode_binary_request, encode_binary_request, kserve_list_decode
@@ -231,16 +250,20 @@ def main() -> int:
         rows = [_direct(onnx, args.threads, x, n, args.time_limit)]
         print_table(rows, COLUMNS)
         rows += _serve_rows(args, work, x, n)
+        scaling = _batch_scaling(onnx, args.threads, args.size, 5 if args.quick else 20)
     decode = _decode_compare(x, 5 if args.quick else 20)
     goals = _goals(rows)
     print_table(rows, COLUMNS)
     print(f"V2 binary decode per {args.size}x{args.size} image: kserve lists {decode['kserve_list_ms']:.2f} ms, "
           f"numpy {decode['medopt_numpy_ms']:.3f} ms ({decode['speedup']:.0f}x)")
+    print(f"ORT ms per image at batch 1/4/16: {scaling['batch_1_ms_per_image']:.2f} / "
+          f"{scaling['batch_4_ms_per_image']:.2f} / {scaling['batch_16_ms_per_image']:.2f} -> the most batching can "
+          f"gain on this CPU is {scaling['max_batching_gain']:.2f}x")
     for g in goals:
         print(f"goal {'met' if g['met'] else 'MISSED'}: {g['name']} = {g['value']:.2f} ({g['target']})")
     wall = time.perf_counter() - started
     path = write_results("serve", {"args": vars(args), "weights": "untrained (latency only)", "rows": rows,
-                                   "binary_decode": decode, "goals": goals, "wall_seconds": wall}, args.quick)
+                                   "binary_decode": decode, "ort_batch_scaling": scaling, "goals": goals, "wall_seconds": wall}, args.quick)
     print(f"results: {path} ({wall:.0f} s)")
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medopt.config import config_from_json
-from medopt.pipeline.refs import StoreRef
+from medopt.pipeline.refs import StoreRef, mark_disabled
 from medopt.pipeline.steps import run_prefix
 from medopt.store import open_store
 
@@ -28,10 +28,7 @@ def compress_step(config_json: str, run_id: str, dataset: Any, model: Any, summa
 
     cfg = config_from_json(config_json)
     if not cfg.compress.enabled:
-        for artifact in (summary, best_model):
-            Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
-            Path(artifact.path).write_text(json.dumps({"enabled": False}))
-            artifact.metadata.update({"enabled": False})
+        mark_disabled(summary, best_model)
         log.info("compress.enabled is false: skipping compression")
         return False
     store = open_store(cfg.store)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from medopt.store import Manifest
 
@@ -40,3 +41,12 @@ class StoreRef:
             return cls(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise RefError(f"{path} is not a medopt store reference: {exc}") from None
+
+
+def mark_disabled(*artifacts: Any) -> None:
+    """Fill the outputs of a step that its config switched off with ``{"enabled": false}`` (KFP needs every output)."""
+    for artifact in artifacts:
+        path = Path(artifact.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"enabled": False}))
+        artifact.metadata.update({"enabled": False})
