@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from federate_helpers import make_config
+from medopt.federate.batchnorm import stat_pairs
 from medopt.federate.client import build_client_model, evaluate_client, fit_client
 from medopt.federate.errors import FederateError
 from medopt.federate.partitions import split_clients
@@ -40,16 +41,23 @@ def test_fedprox_stays_closer_to_the_global_model(dataset) -> None:
     far = make_config("federate.strategy=fedavg", "federate.local_epochs=2")
     near = make_config("federate.strategy=fedprox", "federate.proximal_mu=10.0", "federate.local_epochs=2")
     spec, clients, w0 = _setup(far, dataset)
-    d_avg = fit_client(far, spec, clients[0], w0, server_round=1).metrics["update_norm"]
-    d_prox = fit_client(near, spec, clients[0], w0, server_round=1).metrics["update_norm"]
-    assert d_prox < d_avg
+    stats = {i for pair in stat_pairs(build_client_model(far, spec)) for i in pair}  # not what mu pulls back
+
+    def distance(cfg) -> float:
+        new = fit_client(cfg, spec, clients[0], w0, server_round=1).weights
+        return global_norm([a - b for i, (a, b) in enumerate(zip(new, w0)) if i not in stats])
+
+    assert stats and distance(near) < distance(far)
 
 
 def test_evaluate_scores_the_clients_own_test_split(cfg, dataset) -> None:
     spec, clients, w0 = _setup(cfg, dataset)
     loss, n, metrics = evaluate_client(cfg, spec, clients[2], w0)
     assert n == len(clients[2].test) and np.isfinite(loss)
-    assert set(metrics) == {"client", "acc", "bacc", "auc"}
+    assert set(metrics) == {"client", "acc", "bacc", "auc", "bn_stats", "bn_count"}
+    assert metrics["bn_count"] == len(clients[2].train) and isinstance(metrics["bn_stats"], bytes)
+    dp = make_config("federate.dp.enabled=true")
+    assert "bn_stats" not in evaluate_client(dp, spec, clients[2], w0)[2]  # would bypass the DP noise
 
 
 def test_weights_roundtrip_and_mismatch_is_named(cfg, dataset) -> None:

@@ -11,6 +11,7 @@ from flwr.common import bytes_to_ndarray
 
 import federate_helpers
 from federate_helpers import FailOn, make_config
+from medopt.federate.batchnorm import stat_pairs
 from medopt.federate.client import build_client_model
 from medopt.federate.privacy import epsilon
 from medopt.federate.spec import task_spec
@@ -53,13 +54,18 @@ def test_fedavg_server_receives_only_parameters_and_scalar_metrics(tmp_path, dat
     assert len(arrays) == 6 * len(shapes)
     assert all(tuple(a.shape) in allowed and a.dtype == np.float32 for a in arrays)
     values = [v for r in received for v in r["values"]]
-    assert values and all(isinstance(v, SCALARS) for v in values)  # no arrays, lists or bytes among metrics
+    # no arrays or lists among metrics; the only bytes are each evaluate reply's BatchNorm statistics
+    model = build_client_model(cfg, task_spec(cfg, dataset))
+    stats_bytes = 4 * sum(int(np.prod(shapes[i])) for pair in stat_pairs(model) for i in pair)
+    blobs = [v for v in values if isinstance(v, bytes)]
+    assert stats_bytes > 0 and len(blobs) == 6 and all(len(b) == stats_bytes for b in blobs)
+    assert all(isinstance(v, SCALARS) for v in values if not isinstance(v, bytes))
     model_bytes = nbytes(get_weights(fed.model))
     for r in rounds:
         assert set(r["clients"]) == {"0", "1", "2"}
         for c in r["clients"].values():  # weights go out twice (fit, evaluate), come back once (fit)
             assert 2 * model_bytes <= c["bytes_sent"] <= 2 * model_bytes + 32_000
-            assert model_bytes <= c["bytes_received"] <= model_bytes + 32_000
+            assert model_bytes <= c["bytes_received"] <= model_bytes + stats_bytes + 32_000
         assert sum(c["bytes_sent"] for c in r["clients"].values()) == pytest.approx(r["sent_mb"] * 1e6)
 
 

@@ -22,6 +22,7 @@ from medopt.data import make_loader
 from medopt.data.types import ArraySplit
 from medopt.evaluate.metrics import compute_metrics
 from medopt.federate.aggregate import uses_equal_weights
+from medopt.federate.batchnorm import pack_stats, recalibrate_batchnorm, stat_pairs
 from medopt.federate.partitions import ClientData
 from medopt.federate.privacy import clip_update, global_norm
 from medopt.federate.proximal import ProximalLoss, snapshot_trainable
@@ -36,6 +37,8 @@ from medopt.train.seeding import resolve_device
 logger = logging.getLogger(__name__)
 CONFIG_KEY = "experiment"
 ROUND_KEY = "server_round"
+STATS_KEY = "bn_stats"
+COUNT_KEY = "bn_count"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def fit_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData, weights:
     set_weights(model, weights)
     model.to(device)
     train_loss = _local_training(model, data, cfg, spec, server_round, device)
+    recalibrate_batchnorm(model, _loader(data.train, cfg, spec, train=False, seed=0), device)
     new = get_weights(model.cpu())
     if cfg.federate.dp.enabled:
         new, norm = clip_update(new, weights, cfg.federate.dp.clip_norm)
@@ -120,11 +124,29 @@ def fit_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData, weights:
     return FitOutput(new, weight, metrics)
 
 
+def shares_statistics(cfg: ExperimentConfig) -> bool:
+    """Whether clients report the global model's BatchNorm statistics on their data in the evaluate phase.
+
+    Not under DP or SecAgg+: those statistics would reach the server unnoised and unmasked.
+    """
+    return not (cfg.federate.dp.enabled or cfg.federate.secagg)
+
+
 def evaluate_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData,
-                    weights: NDArrays) -> tuple[float, int, dict[str, float]]:
-    """(loss, n, metrics) of the global ``weights`` on this client's own test split."""
+                    weights: NDArrays) -> tuple[float, int, dict[str, Any]]:
+    """(loss, n, metrics) of the global ``weights`` on this client's own test split.
+
+    The BatchNorm statistics are first re-estimated for ``weights`` on the local training data; unless DP or
+    SecAgg+ is on, they go back to the server as ``metrics["bn_stats"]`` (bytes) with ``metrics["bn_count"]``.
+    """
     device = resolve_device(cfg.train.device)
     model = build_client_model(cfg, spec)
     set_weights(model, weights)
-    scores = _scores(model.to(device), data.test, build_loss(spec.task, cfg.train, None).to(device), cfg, spec, device)
-    return scores.pop("loss"), len(data.test), {"client": float(data.client_id), **scores}
+    model.to(device)
+    pairs = stat_pairs(model)
+    recalibrate_batchnorm(model, _loader(data.train, cfg, spec, train=False, seed=0), device)
+    scores = _scores(model, data.test, build_loss(spec.task, cfg.train, None).to(device), cfg, spec, device)
+    metrics: dict[str, Any] = {"client": float(data.client_id), **scores}
+    if pairs and shares_statistics(cfg):
+        metrics.update({STATS_KEY: pack_stats(get_weights(model.cpu()), pairs), COUNT_KEY: float(len(data.train))})
+    return metrics.pop("loss"), len(data.test), metrics

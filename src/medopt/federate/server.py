@@ -34,6 +34,7 @@ def build_server_app(
     observer: MessageObserver | None = None,
     secagg_max_weight: float = 1000.0,
     nonnegative: list[bool] | None = None,
+    bn_pairs: list[tuple[int, int]] | None = None,
 ) -> tuple[ServerApp, list[MedoptStrategy]]:
     """The ServerApp plus a one-element list that receives the strategy (its ``current`` are the final weights)."""
     holder: list[MedoptStrategy] = []
@@ -43,7 +44,7 @@ def build_server_app(
     def main(grid: Grid, context: Context) -> None:
         cfg = config_from_json(config_json)  # re-validated on the server side, as the clients do
         fed = cfg.federate
-        strategy = MedoptStrategy(cfg, initial, evaluate_fn, recorder, nonnegative)
+        strategy = MedoptStrategy(cfg, initial, evaluate_fn, recorder, nonnegative, bn_pairs)
         holder.append(strategy)
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=fed.rounds, round_timeout=fed.round_timeout_s),
                                strategy=strategy)

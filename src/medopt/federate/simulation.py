@@ -85,12 +85,14 @@ def simulate(
     observer: Any = None,
     fault: Any = None,
     nonnegative: list[bool] | None = None,
+    bn_pairs: list[tuple[int, int]] | None = None,
 ) -> SimulationOutcome:
     """Federate ``cfg.federate.rounds`` rounds over the bundle's clients, one Flower node per client.
 
     ``evaluate_fn(weights) -> (loss, metrics)`` scores the global model on the held-out test set; ``observer(msg)``
     sees every message the server receives; ``fault(client_id, round)`` drills client failures;
-    ``nonnegative`` marks the arrays (BatchNorm variances) kept positive on the server.
+    ``nonnegative`` marks the arrays (BatchNorm variances) kept positive on the server; ``bn_pairs`` indexes the
+    (running_mean, running_var) arrays the clients re-estimate for the global weights.
 
     Raises:
         FederateError: fewer clients than ``federate.min_available_clients``.
@@ -112,7 +114,7 @@ def simulate(
         max_weight = float(max(len(c.train) for c in bundle.clients))
         server_app, holder = build_server_app(cfg.model_dump_json(), initial, evaluate_fn, recorder,
                                               observer=observer, secagg_max_weight=max_weight,
-                                              nonnegative=nonnegative)
+                                              nonnegative=nonnegative, bn_pairs=bn_pairs)
         with ray_session(run_dir, num_cpus=cfg.federate.ray_num_cpus):
             client_app = build_client_app(ray.put(bundle), secagg=cfg.federate.secagg, fault=fault)
             run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n,

@@ -17,6 +17,7 @@ from torch import nn
 from medopt.config import ExperimentConfig
 from medopt.data.types import ImageDataset
 from medopt.evaluate.metrics import SCALAR_METRICS, compute_metrics
+from medopt.federate.batchnorm import stat_pairs
 from medopt.federate.client import build_client_model
 from medopt.federate.partitions import split_clients
 from medopt.federate.rounds import RoundFn
@@ -84,7 +85,7 @@ def federate_dataset(cfg: ExperimentConfig, dataset: ImageDataset, *, run_dir: P
                                  input_size=spec.input_size)
     outcome = simulate(cfg, ClientBundle(spec, tuple(clients)), get_weights(initial_model),
                        global_evaluator(cfg, spec, dataset), run_dir=run_dir, on_round=on_round, observer=observer,
-                       fault=fault, nonnegative=nonnegative_mask(initial_model))
+                       fault=fault, nonnegative=nonnegative_mask(initial_model), bn_pairs=stat_pairs(initial_model))
     set_weights(initial_model, outcome.weights)
     return FederatedModel(initial_model.cpu().eval(), spec, outcome, [c.sizes() for c in clients])
 

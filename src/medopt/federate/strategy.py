@@ -21,7 +21,8 @@ from flwr.server.strategy import Strategy
 
 from medopt.config import ExperimentConfig
 from medopt.federate.aggregate import server_optimizer, weighted_average
-from medopt.federate.client import CONFIG_KEY, ROUND_KEY
+from medopt.federate.batchnorm import pool_stats, unpack_stats
+from medopt.federate.client import CONFIG_KEY, COUNT_KEY, ROUND_KEY, STATS_KEY, shares_statistics
 from medopt.federate.errors import FederateError
 from medopt.federate.privacy import add_gaussian_noise, epsilon, noise_std
 from medopt.federate.rounds import RoundRecorder
@@ -44,7 +45,8 @@ class MedoptStrategy(Strategy):
     """FedAvg (weighted or equal), FedProx (client side), FedAvgM/FedAdam/FedYogi, with optional DP noise."""
 
     def __init__(self, cfg: ExperimentConfig, initial: NDArrays, evaluate_fn: GlobalEvalFn,
-                 recorder: RoundRecorder, nonnegative: list[bool] | None = None) -> None:
+                 recorder: RoundRecorder, nonnegative: list[bool] | None = None,
+                 bn_pairs: list[tuple[int, int]] | None = None) -> None:
         self.cfg = cfg
         self.nonnegative = nonnegative or [False] * len(initial)
         self.fed = cfg.federate
@@ -55,6 +57,9 @@ class MedoptStrategy(Strategy):
         self.optimizer = server_optimizer(self.fed)
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
         self.dp_rounds = 0
+        self.bn_pairs = list(bn_pairs or [])
+        self.pooled_statistics = bool(self.bn_pairs) and self.fed.fraction_evaluate > 0 and shares_statistics(cfg)
+        self.refreshed = False
 
     def __repr__(self) -> str:
         return f"MedoptStrategy({self.fed.strategy})"
@@ -124,15 +129,39 @@ class MedoptStrategy(Strategy):
                            failures: list[Any]) -> tuple[float | None, dict[str, Any]]:
         for failure in failures:
             self.recorder.failure(failure_reason(failure))
+        stats, counts = [], []
         for proxy, res in results:
-            self.recorder.client_metrics(proxy.node_id, {**res.metrics, "loss": res.loss}, "test_")
+            metrics = dict(res.metrics)
+            blob, count = metrics.pop(STATS_KEY, None), metrics.pop(COUNT_KEY, 0.0)
+            if self.pooled_statistics and isinstance(blob, bytes) and float(count) > 0:
+                stats.append(unpack_stats(blob, self.current, self.bn_pairs))
+                counts.append(float(count))
+            self.recorder.client_metrics(proxy.node_id, {**metrics, "loss": res.loss}, "test_")
+        if stats:
+            self._set_statistics(pool_stats(stats, counts), server_round)
+            self.recorder.note(bn_stats_clients=len(stats))
+        if self.pooled_statistics:
+            self._score(self.current)
         if not results:
             return None, {}
         n = sum(res.num_examples for _, res in results)
         return float(sum(res.loss * res.num_examples for _, res in results) / max(n, 1)), {}
 
-    def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Any]] | None:
-        loss, metrics = self.evaluate_fn(parameters_to_ndarrays(parameters))
-        if server_round > 0:
-            self.recorder.note(test_loss=loss, **{f"test_{k}": v for k, v in metrics.items()})
+    def _set_statistics(self, pooled: NDArrays, server_round: int) -> None:
+        """Put the clients' pooled BatchNorm statistics of the global weights into the global model."""
+        for (m, v), mean, var in zip(self.bn_pairs, pooled[::2], pooled[1::2]):
+            self.current[m], self.current[v] = mean, var
+        self.current = self._project(self.current, server_round)
+        self.refreshed = True
+
+    def _score(self, weights: NDArrays) -> tuple[float, dict[str, Any]]:
+        loss, metrics = self.evaluate_fn(weights)
+        self.recorder.note(test_loss=loss, **{f"test_{k}": v for k, v in metrics.items()})
         return loss, metrics
+
+    def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Any]] | None:
+        """The global test score after each round; deferred to ``aggregate_evaluate`` when the clients' pooled
+        BatchNorm statistics are still to come, and skipped for the initial weights (never recorded)."""
+        if server_round == 0 or self.pooled_statistics:
+            return None
+        return self._score(parameters_to_ndarrays(parameters))

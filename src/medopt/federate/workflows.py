@@ -13,7 +13,7 @@ from typing import Any, cast
 import flwr.compat.common.recorddict_compat as compat
 from flwr.app import Context, Message
 from flwr.app.message_type import MessageType
-from flwr.common import Code
+from flwr.common import Code, ndarrays_to_parameters
 from flwr.server import LegacyContext
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp import Grid
@@ -88,6 +88,10 @@ def evaluate_workflow(timeout: float | None, recorder: RoundRecorder) -> Workflo
             loss, metrics = ctx.strategy.aggregate_evaluate(current_round, results, failures)
             if loss is not None:
                 ctx.history.add_loss_distributed(server_round=current_round, loss=loss)
+            if getattr(ctx.strategy, "refreshed", False):  # pooled BatchNorm statistics: the next round starts there
+                ctx.strategy.refreshed = False
+                refreshed = ndarrays_to_parameters(ctx.strategy.current)
+                ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(refreshed, True)
         recorder.finish()
 
     return run
