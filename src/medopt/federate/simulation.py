@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from medopt.federate.errors import FederateError
 from medopt.federate.rounds import RoundFn, RoundRecorder
 from medopt.federate.spec import ClientBundle
 from medopt.federate.weights import NDArrays
+from medopt.train.ray_runtime import CurrentStderrHandler
 
 logger = logging.getLogger(__name__)
 FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0"}
@@ -38,16 +38,6 @@ class SimulationOutcome:
     seconds: float
 
 
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at emit time (the run log under the pipeline runner)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:  # a log handler must never raise into Flower's threads
-            self.handleError(record)
-
-
 @contextlib.contextmanager
 def routed_flower_logs(level: int = logging.INFO) -> Iterator[None]:
     """Swap the ``flwr`` logger's terminal handler for one that follows ``sys.stderr``; restore afterwards."""
@@ -57,7 +47,7 @@ def routed_flower_logs(level: int = logging.INFO) -> Iterator[None]:
 
     flwr_log = logging.getLogger("flwr")
     saved = (list(flwr_log.handlers), flwr_log.propagate)
-    handler = _StderrHandler(level)
+    handler = CurrentStderrHandler(level)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s flwr: %(message)s"))
     flwr_log.handlers, flwr_log.propagate = [handler], False
     try:

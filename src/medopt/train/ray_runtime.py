@@ -49,7 +49,7 @@ def ray_temp_dir(run_dir: Path) -> Path:
     return short
 
 
-class _CurrentStderrHandler(logging.Handler):
+class CurrentStderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at emit time, so a run that captures stderr captures Ray's logs too."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -68,7 +68,7 @@ def routed_ray_logs(level: int = logging.INFO) -> Iterator[logging.Handler]:
     afterwards. Python warnings raised meanwhile (deprecations, tips) are logged the same way. Yields the handler
     (``ray.init`` clears the ``ray`` logger's handlers, so the caller re-attaches it after init).
     """
-    handler = _CurrentStderrHandler(level)
+    handler = CurrentStderrHandler(level)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = []
     for name in RAY_LOGGERS:
