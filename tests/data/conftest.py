@@ -31,37 +31,9 @@ def write_image() -> Callable[..., Path]:
 @pytest.fixture
 def write_dicom() -> Callable[..., Path]:
     """write_dicom(path, pixels, photometric=..., slope=..., intercept=..., center=..., width=...) -> path."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from dicom_files import write_dicom
 
-    def write(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float | None = None,
-              intercept: float | None = None, center: float | None = None, width: float | None = None) -> Path:
-        pixels = np.asarray(pixels)
-        bits = pixels.dtype.itemsize * 8
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = SecondaryCaptureImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.Modality = "OT"
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = photometric
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-        ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
-        if slope is not None:
-            ds.RescaleSlope, ds.RescaleIntercept = slope, intercept or 0.0
-        if center is not None:
-            ds.WindowCenter, ds.WindowWidth = center, width
-        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(path, enforce_file_format=True)
-        return path
-
-    return write
+    return write_dicom
 
 
 @pytest.fixture

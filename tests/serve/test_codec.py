@@ -37,24 +37,9 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 
 def dicom_bytes(pixels: np.ndarray, tmp_path: Path) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from dicom_files import write_dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.WindowCenter, ds.WindowWidth = 1000, 1500
-    ds.PixelData = pixels.astype("<u2").tobytes()
-    path = tmp_path / "x.dcm"
-    ds.save_as(path, enforce_file_format=True)
-    return path.read_bytes()
+    return write_dicom(tmp_path / "x.dcm", pixels.astype(np.uint16), center=1000, width=1500).read_bytes()
 
 
 def test_tensor_passes_through_unchanged() -> None:
