@@ -88,7 +88,7 @@ def test_fedprox_run_stores_a_loadable_model_with_its_manifest(tmp_path, dataset
 
 
 def test_failing_and_killed_clients_do_not_stop_the_run(tmp_path, dataset) -> None:
-    cfg = make_config("federate.strategy=fedavg_equal", "federate.round_timeout_s=60")
+    cfg = make_config("federate.strategy=fedavg_equal", "federate.round_timeout_s=600")  # generous: a loaded CI box
     fed = federate_dataset(cfg, dataset, run_dir=tmp_path, fault=FailOn(fail=((1, 1),), kill=((2, 2),)))
     r1, r2 = fed.outcome.rounds
     assert r1["fit_results"] == 2 and len(r1["failures"]) == 1
@@ -97,8 +97,6 @@ def test_failing_and_killed_clients_do_not_stop_the_run(tmp_path, dataset) -> No
     assert all(np.isfinite(a).all() for a in get_weights(fed.model))
 
 
-@pytest.mark.xfail(strict=False, reason="known race, about 1 run in 4: under SecAgg+ the first round's fit notes "
-                   "(epsilon, fit_results) can land outside that round's record; tracked in the closing note of stop 7")
 def test_secagg_with_dp_reports_the_privacy_budget(tmp_path, dataset) -> None:
     cfg = make_config("federate.secagg=true", "federate.min_available_clients=3", "federate.dp.enabled=true",
                       "federate.dp.noise_multiplier=0.5", "federate.dp.clip_norm=0.5", "federate.strategy=fedavg")

@@ -6,6 +6,8 @@ both the byte accounting and the privacy inspection must see *everything* the se
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 
 from flwr.app import Message
@@ -14,7 +16,26 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
 from medopt.federate.rounds import RoundRecorder
 
+logger = logging.getLogger(__name__)
 MessageObserver = Callable[[Message], None]
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout_s: float, poll_s: float = 0.05) -> int:
+    """Block until ``expected`` nodes have registered with the grid, or ``timeout_s`` passed; returns the count.
+
+    Why: Flower's simulation registers its nodes in another thread while the ServerApp starts, and the legacy
+    client manager samples whatever has registered so far; without this wait, round 1 under load sometimes ran
+    with fewer hospitals than the federation has.
+    """
+    deadline = time.monotonic() + timeout_s
+    count = len(list(grid.get_node_ids()))
+    while count < expected and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        count = len(list(grid.get_node_ids()))
+    if count < expected:
+        logger.warning("only %d of %d clients registered within %.0f s; round 1 starts without the rest",
+                       count, expected, timeout_s)
+    return count
 
 
 def message_bytes(message: Message) -> int:

@@ -14,7 +14,7 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
 
 from medopt.config import config_from_json
-from medopt.federate.grid import MessageObserver, ObservedGrid
+from medopt.federate.grid import MessageObserver, ObservedGrid, wait_for_nodes
 from medopt.federate.rounds import RoundRecorder
 from medopt.federate.strategy import GlobalEvalFn, MedoptStrategy
 from medopt.federate.weights import NDArrays
@@ -31,12 +31,17 @@ def build_server_app(
     evaluate_fn: GlobalEvalFn,
     recorder: RoundRecorder,
     *,
+    num_clients: int,
     observer: MessageObserver | None = None,
     secagg_max_weight: float = 1000.0,
     nonnegative: list[bool] | None = None,
     bn_pairs: list[tuple[int, int]] | None = None,
 ) -> tuple[ServerApp, list[MedoptStrategy]]:
-    """The ServerApp plus a one-element list that receives the strategy (its ``current`` are the final weights)."""
+    """The ServerApp plus a one-element list that receives the strategy (its ``current`` are the final weights).
+
+    ``num_clients`` is the number of hospitals in the federation: round 1 waits (up to the round timeout) until
+    that many have registered.
+    """
     holder: list[MedoptStrategy] = []
     app = ServerApp()
 
@@ -53,6 +58,7 @@ def build_server_app(
                if fed.secagg else fit_workflow(fed.round_timeout_s))
         workflow = DefaultWorkflow(fit_workflow=fit, evaluate_workflow=evaluate_workflow(fed.round_timeout_s,
                                                                                          recorder))
+        wait_for_nodes(grid, num_clients, fed.round_timeout_s or 600.0)
         workflow(ObservedGrid(grid, recorder, observer), legacy)
 
     return app, holder

@@ -102,7 +102,7 @@ def simulate(
         from medopt.train.ray_runtime import ray_session
 
         max_weight = float(max(len(c.train) for c in bundle.clients))
-        server_app, holder = build_server_app(cfg.model_dump_json(), initial, evaluate_fn, recorder,
+        server_app, holder = build_server_app(cfg.model_dump_json(), initial, evaluate_fn, recorder, num_clients=n,
                                               observer=observer, secagg_max_weight=max_weight,
                                               nonnegative=nonnegative, bn_pairs=bn_pairs)
         with ray_session(run_dir, num_cpus=cfg.federate.ray_num_cpus):
