@@ -7,6 +7,11 @@ medopt's compress engine (same thread count, same fixed inputs, median of >= 30 
 latency at batch 1 and 32, speedups vs both baselines, file size ratio vs the fp32 ONNX file, peak RSS, balanced
 accuracy and AUC on the test split. Goals (issue 4), per model: the best recipe is >= 2x faster at batch 1 than
 ONNX Runtime fp32, >= 4x smaller than the fp32 ONNX file, and loses <= 1 point of test balanced accuracy.
+
+All candidates of a model are timed round-robin in one pass (machine noise lands on all of them), and each one's
+peak memory at batch 32 is measured in a fresh process. Each model's entry is written to the results file as soon
+as it finishes, replacing that model's earlier entry and keeping the others, so the 4-model table can be built
+over several invocations (each entry records its own date and arguments).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,8 @@ MODELS = ("resnet50", "efficientnet_b0", "mobilenetv2_100", "densenet121")
 RECIPES = ("fp32-onnx", "int8-static", "int8-pt2e", "prune30+ft", "prune30+ft+int8", "prune50+ft+int8",
            "unstructured50")
 COLUMNS = ["model", "name", "variant", "latency_b1_ms", "latency_b32_ms", "speedup_b1_vs_eager", "speedup_b1_vs_ort",
-           "speedup_b32_vs_ort", "size_ratio_vs_onnx", "peak_memory_mb", "bacc", "auc", "ratio", "within_budget"]
+           "speedup_b32_vs_ort", "size_ratio_vs_onnx", "peak_memory_mb", "memory_ratio_vs_ort", "bacc", "auc", "ratio",
+           "within_budget"]
 
 
 def _args() -> argparse.Namespace:
@@ -52,6 +59,7 @@ def _config(args: argparse.Namespace, model: str) -> Any:
         "train.lr=0.001", "train.scheduler.kind=none", "train.device=cpu", "train.monitor=val_bacc",
         f"compress.recipes=[{', '.join(args.recipes)}]", "compress.finetune_epochs=1", "compress.prune_steps=2",
         "compress.accuracy_budget=0.01", "compress.calibration_samples=128", "compress.enabled=true",
+        "compress.distill=true",
         f"compress.pt2e_compile={'false' if args.quick else 'true'}",
         *([f"compress.num_threads={args.threads}"] if args.threads else []),
     ])
@@ -103,30 +111,42 @@ def _run_model(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any
             "goals": _goals(name, [r for r in rows if "error" not in r], outcome.best)}
 
 
+def _merged(path: Path, fresh: dict[str, Any]) -> list[dict[str, Any]]:
+    """The models already in the results file, with ``fresh`` replacing its model's entry."""
+    import json
+
+    kept = json.loads(path.read_text()).get("models", []) if path.exists() else []
+    return [m for m in kept if m["model"] != fresh["model"]] + [fresh]
+
+
 def main() -> int:
+    from _common import RESULTS
+
     args = _args()
     args.size = args.size or (32 if args.quick else 224)
     args.epochs = args.epochs or (1 if args.quick else 3)
     args.train_samples = args.train_samples or (200 if args.quick else 1000)
     models = args.models or (["mobilenetv2_100"] if args.quick else list(MODELS))
+    target = RESULTS / ("compress.quick.json" if args.quick else "compress.json")
     started = time.perf_counter()
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
-            results.append(_run_model(args, name, Path(tmp)))
-            print_table([r for r in results[-1]["rows"] if "error" not in r], COLUMNS)
-            for r in results[-1]["rows"]:
+            t0 = time.perf_counter()
+            result = {**_run_model(args, name, Path(tmp)), "args": vars(args),
+                      "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            result["wall_seconds"] = time.perf_counter() - t0
+            print_table([r for r in result["rows"] if "error" not in r], COLUMNS)
+            for r in result["rows"]:
                 if "error" in r:
                     print(f"{name} {r['name']}: FAILED {r['error']}")
-            print(f"{name}: best recipe within budget: {results[-1]['best']}")
-    goals = [g for r in results for g in r["goals"]]
+            print(f"{name}: best recipe within budget: {result['best']}")
+            entries = _merged(target, result)
+            goals = [g for m in entries for g in m["goals"]]
+            path = write_results("compress", {"models": entries, "goals": goals}, args.quick)
+            print(f"wrote {path} ({len(entries)} models)", flush=True)
     for g in goals:
         print(f"goal {'MET ' if g['met'] else 'MISS'} {g['name']}: {g['value']:.3f} (target {g['target']})")
-    wall = time.perf_counter() - started
-    print(f"wall {wall:.0f} s")
-    path = write_results("compress", {"args": vars(args), "models": results, "goals": goals, "wall_seconds": wall},
-                         args.quick)
-    print(f"wrote {path}")
+    print(f"wall {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -75,3 +75,15 @@ def test_engine_table_and_best(tmp_path, trained: nn.Module, data: CompressData,
     assert out.models["unstructured50"].ratio == 0.5
     fastest = min(out.rows[2:], key=lambda r: r["latency_b1_ms"])["name"]
     assert out.best == fastest
+
+
+def test_prune_attempts_are_shared_and_int8_cannot_rescue_a_missed_budget(
+        tmp_path, trained: nn.Module, data: CompressData, ccfg: CompressConfig, train_cfg: TrainConfig) -> None:
+    ctx = _ctx(tmp_path, trained, data, ccfg.model_copy(update={"accuracy_budget": 0.01}), train_cfg)
+    for ratio in (0.3, 0.2, 0.1):  # attempts already made by another recipe: a good model scored as a bad one
+        ctx._pruned[(ratio, True)] = (trained, ctx.baseline_val_bacc - 0.5)
+    cm = RECIPES.get("prune30+ft+int8")(ctx)
+    assert [a["ratio"] for a in cm.attempts] == [0.3, 0.2, 0.1]
+    assert cm.params == sum(p.numel() for p in trained.parameters())  # the cached model, not a fresh pruning
+    assert cm.val_bacc >= ctx.baseline_val_bacc - 0.01  # int8 of the unpruned model alone would pass...
+    assert not cm.within_budget  # ...but the pruning step missed the budget

@@ -17,9 +17,12 @@ from torch import nn
 
 from medopt.compress.data import CompressData
 from medopt.compress.errors import CompressError
-from medopt.compress.measure import measure_candidate, onnx_predictor, resolve_threads, split_bacc, torch_predictor
+from medopt.compress.footprint import FootprintKind, footprint
+from medopt.compress.measure import (Predictor, interleaved_latency, onnx_predictor, resolve_threads, score_candidate,
+                                     split_bacc, torch_predictor)
 from medopt.compress.prune import count_params_macs
-from medopt.compress.recipes import RECIPES, CompressedModel, RecipeContext, SaveModel, save_state_dict
+from medopt.compress.recipes import (RECIPES, CompressedModel, RecipeContext, SaveModel, pickled_module,
+                                     save_state_dict)
 from medopt.config import CompressConfig, TrainConfig
 from medopt.evaluate.metrics import SCALAR_METRICS as _SCALARS
 
@@ -36,6 +39,10 @@ class MeasureSettings:
     runs: int = 30
     warmup: int = 5
     batch_sizes: tuple[int, ...] = (1, 32)
+    rounds: int = 5
+    """Interleaved passes over all candidates (the runs are spread over them)."""
+    memory: bool = True
+    """Measure each candidate's peak memory in a fresh process (a few seconds per candidate)."""
 
 
 @dataclass
@@ -48,41 +55,50 @@ class CompressOutcome:
     threads: int
 
 
-def _row(name: str, measured: dict[str, Any], sizes: tuple[int, ...]) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": name, "file_bytes": measured["file_bytes"],
-                           "peak_memory_mb": measured["peak_memory_mb"]}
+@dataclass
+class _Candidate:
+    """One row in the making: its scores, its predictors by variant, and what a fresh process loads for memory."""
+
+    name: str
+    scores: dict[str, dict[str, Any]]
+    predictors: dict[str, Predictor]
+    footprint_source: tuple[FootprintKind, Path] | None
+    extra: dict[str, Any]
+
+
+def _row(cand: _Candidate, latency: dict[str, dict[str, dict[str, Any]]], sizes: tuple[int, ...]) -> dict[str, Any]:
+    """The row of a candidate: its fastest variant at the smallest batch, with that variant's scores."""
+    b1 = str(min(sizes))
+    variant = min(cand.predictors, key=lambda v: latency[v][b1]["median_ms"])
+    scored = cand.scores[variant]
+    row: dict[str, Any] = {"name": cand.name, "file_bytes": scored["file_bytes"]}
     for b in sizes:
-        row[f"latency_b{b}_ms"] = measured["latency"][str(b)]["median_ms"]
-        row[f"latency_b{b}_p95_ms"] = measured["latency"][str(b)]["p95_ms"]
-    row.update({k: measured["metrics"][k] for k in _SCALARS if k in measured["metrics"]})
-    paired = measured.get("paired", {})
+        row[f"latency_b{b}_ms"] = latency[variant][str(b)]["median_ms"]
+        row[f"latency_b{b}_p95_ms"] = latency[variant][str(b)]["p95_ms"]
+    row.update({k: scored["metrics"][k] for k in _SCALARS if k in scored["metrics"]})
+    paired = scored.get("paired", {})
     if "mcnemar" in paired:
         row["mcnemar_p"] = paired["mcnemar"]["p_value"]
     if "delong" in paired:
         row["delong_p"] = paired["delong"]["p_value"]
-    row["metrics"] = measured["metrics"]
+    row["metrics"] = scored["metrics"]
+    row["variant"] = variant
+    row["variant_latency_b1_ms"] = {v: latency[v][b1]["median_ms"] for v in cand.predictors}
+    row.update(cand.extra)
     return row
 
 
-def _measure_recipe(cm: CompressedModel, data: CompressData, ms: MeasureSettings,
-                    reference: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
-    """Time every variant; the row reports the fastest at batch 1 and lists all of them."""
-    variants: dict[str, dict[str, Any]] = {}
+def _score_recipe(cm: CompressedModel, data: CompressData, reference: tuple[np.ndarray, np.ndarray]) -> _Candidate:
+    """Score every variant on TEST; a variant that fails (e.g. torch.compile on this CPU) is noted and dropped."""
+    scores: dict[str, dict[str, Any]] = {}
     for variant, predictor in cm.predictors.items():
         try:
-            variants[variant] = measure_candidate(predictor, data, runs=ms.runs, warmup=ms.warmup,
-                                                  batch_sizes=ms.batch_sizes, reference=reference, path=cm.path)
-        except Exception as exc:  # e.g. torch.compile failing on this CPU: record it, keep the other variants
+            scores[variant] = score_candidate(predictor, data, reference=reference, path=cm.path)
+        except Exception as exc:
             cm.notes.append(f"variant {variant} failed: {type(exc).__name__}: {exc}")
-    if not variants:
+    if not scores:
         raise CompressError(f"recipe {cm.recipe}: no variant could be measured ({'; '.join(cm.notes)})")
-    b1 = str(min(ms.batch_sizes))
-    best = min(variants, key=lambda v: variants[v]["latency"][b1]["median_ms"])
-    row = _row(cm.recipe, variants[best], ms.batch_sizes)
-    row["variant"] = best
-    row["variant_latency_b1_ms"] = {v: m["latency"][b1]["median_ms"] for v, m in variants.items()}
-    row.update(cm.summary())
-    return row
+    return _Candidate(cm.recipe, scores, {v: cm.predictors[v] for v in scores}, cm.footprint_source, cm.summary())
 
 
 def _add_ratios(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
@@ -94,24 +110,53 @@ def _add_ratios(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
             row[f"speedup_b{b}_vs_ort"] = ort[key] / row[key]
         if row.get("file_bytes"):
             row["size_ratio_vs_onnx"] = ort["file_bytes"] / row["file_bytes"]
+        if ort.get("peak_memory_mb") and row.get("peak_memory_mb"):
+            row["memory_ratio_vs_ort"] = ort["peak_memory_mb"] / row["peak_memory_mb"]
         if not row.get("baseline") and row[f"speedup_b{min(sizes)}_vs_ort"] < 1.0:
             row.setdefault("notes", []).append(f"slower than ONNX Runtime fp32 at batch {min(sizes)}")
 
 
-def _baselines(ctx: RecipeContext, ms: MeasureSettings) -> tuple[list[dict[str, Any]], tuple[np.ndarray, np.ndarray]]:
+def _baselines(ctx: RecipeContext) -> tuple[list[_Candidate], tuple[np.ndarray, np.ndarray]]:
     data, model = ctx.data, ctx.model
-    eager = measure_candidate(torch_predictor(model), data, runs=ms.runs, warmup=ms.warmup,
-                              batch_sizes=ms.batch_sizes)
+    eager = score_candidate(torch_predictor(model), data)
     reference = (data.labels("test"), eager["_test_prob"])
     onnx = ctx.fp32_onnx()
-    ort = measure_candidate(onnx_predictor(onnx, ctx.threads), data, runs=ms.runs, warmup=ms.warmup,
-                            batch_sizes=ms.batch_sizes, reference=reference, path=onnx)
+    ort = score_candidate(onnx_predictor(onnx, ctx.threads), data, reference=reference, path=onnx)
     params, macs = count_params_macs(model, ctx.example())
-    rows = [_row(BASELINE_EAGER, eager, ms.batch_sizes), _row(BASELINE_ORT, ort, ms.batch_sizes)]
-    for row, kind in zip(rows, ("pytorch", "onnx")):
-        row.update({"kind": kind, "params": params, "macs": macs, "val_bacc": ctx.baseline_val_bacc,
-                    "val_bacc_loss": 0.0, "within_budget": True, "baseline": True})
-    return rows, reference
+    common = {"params": params, "macs": macs, "val_bacc": ctx.baseline_val_bacc, "val_bacc_loss": 0.0,
+              "within_budget": True, "baseline": True}
+    module = pickled_module(model, ctx.recipe_dir("fp32") / "model.module.pt")
+    return [_Candidate(BASELINE_EAGER, {"eager": eager}, {"eager": torch_predictor(model)}, ("torch-module", module),
+                       {"kind": "pytorch", **common}),
+            _Candidate(BASELINE_ORT, {"ort": ort}, {"ort": onnx_predictor(onnx, ctx.threads)}, ("onnx", onnx),
+                       {"kind": "onnx", **common})], reference
+
+
+def _latencies(cands: list[_Candidate], data: CompressData, ms: MeasureSettings) -> dict[str, dict[str, Any]]:
+    """Every variant of every candidate timed round-robin: {candidate: {variant: {batch: stats}}}."""
+    flat = {f"{c.name}\t{v}": p for c in cands for v, p in c.predictors.items()}
+    timed = interleaved_latency(flat, data.input_shape, ms.batch_sizes, ms.runs, ms.warmup, ms.rounds)
+    out: dict[str, dict[str, Any]] = {c.name: {} for c in cands}
+    for key, stats in timed.items():
+        name, variant = key.split("\t")
+        out[name][variant] = stats
+    return out
+
+
+def _footprints(rows: list[dict[str, Any]], cands: list[_Candidate], data: CompressData, threads: int,
+                batch: int) -> None:
+    """Peak memory of each candidate at ``batch``, each measured in a fresh process (see ``footprint``)."""
+    for row, cand in zip(rows, cands):
+        if cand.footprint_source is None:
+            continue
+        kind, path = cand.footprint_source
+        try:
+            fp = footprint(kind, path, data.input_shape, batch, threads)
+        except CompressError as exc:
+            row.setdefault("notes", []).append(str(exc))
+            continue
+        row.update({"peak_memory_mb": fp["model_peak_mb"], "peak_rss_mb": fp["peak_rss_mb"],
+                    "peak_memory_batch": batch, "peak_memory_of": kind})
 
 
 def compress_model(
@@ -126,8 +171,10 @@ def compress_model(
 ) -> CompressOutcome:
     """Measure both fp32 baselines, run every ``cfg.recipes`` entry and pick the fastest (batch 1) within budget.
 
-    A recipe that fails with a ``CompressError`` (e.g. PT2E unsupported for the model) becomes a row with
-    ``error`` set; unknown recipe names raise before any work starts.
+    All candidates are built first, then timed together round-robin (``interleaved_latency``) so machine noise
+    hits them alike; each one's peak memory is measured in a fresh process. A recipe that fails with a
+    ``CompressError`` (e.g. PT2E unsupported for the model) becomes a row with ``error`` set (after the measured
+    rows); unknown recipe names raise before any work starts.
     """
     recipes = {name: RECIPES.get(name) for name in cfg.recipes}
     threads = resolve_threads(cfg.num_threads)
@@ -135,21 +182,25 @@ def compress_model(
     model = model.cpu().eval()
     baseline_bacc = split_bacc(torch_predictor(model), data)
     ctx = RecipeContext(model, data, cfg, train, workdir, threads, baseline_bacc, save_model)
-    rows, reference = _baselines(ctx, settings)
+    cands, reference = _baselines(ctx)
     models: dict[str, CompressedModel] = {}
+    failed: list[dict[str, Any]] = []
     for name, recipe in recipes.items():
         logger.info("recipe %s", name)
         try:
             models[name] = recipe(ctx)
-            rows.append(_measure_recipe(models[name], data, settings, reference))
+            cands.append(_score_recipe(models[name], data, reference))
         except CompressError as exc:
             logger.warning("recipe %s failed: %s", name, exc)
             models.pop(name, None)
-            rows.append({"name": name, "error": f"{type(exc).__name__}: {exc}", "within_budget": False})
-    measured = [r for r in rows if "error" not in r]
+            failed.append({"name": name, "error": f"{type(exc).__name__}: {exc}", "within_budget": False})
+    latency = _latencies(cands, data, settings)
+    measured = [_row(c, latency[c.name], settings.batch_sizes) for c in cands]
+    if settings.memory:
+        _footprints(measured, cands, data, threads, max(settings.batch_sizes))
     _add_ratios(measured, settings.batch_sizes)
     b1 = f"latency_b{min(settings.batch_sizes)}_ms"
     ok = [r for r in measured if not r.get("baseline") and r["within_budget"]]
     best = min(ok, key=lambda r: r[b1])["name"] if ok else None
     logger.info("best recipe within budget: %s", best)
-    return CompressOutcome(rows, models, best, threads)
+    return CompressOutcome(measured + failed, models, best, threads)

@@ -1,4 +1,4 @@
-"""Measuring any candidate the same way: latency (batch 1 and 32), peak RSS, file size, test metrics, paired tests.
+"""Measuring any candidate the same way: interleaved latency, file size, test metrics, paired tests.
 
 Why one ``Predictor`` type (numpy float32 batch -> numpy logits): an eager module, a compiled PT2E graph and an ORT
 session are then timed by the same code, with the same input and the same thread count.
@@ -19,7 +19,7 @@ from torch import nn
 from medopt.compress.data import CompressData
 from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, ort_session
 from medopt.evaluate.metrics import compute_metrics, predict
-from medopt.evaluate.profile import measure_latency, peak_memory_mb
+from medopt.evaluate.profile import latency_stats, measure_latency, time_calls
 from medopt.evaluate.stats import delong_test, mcnemar_test
 
 logger = logging.getLogger(__name__)
@@ -72,13 +72,32 @@ def split_bacc(predictor: Predictor, data: CompressData, split: str = "val") -> 
     return float(compute_metrics(y_true, y_prob, data.task, data.dataset.class_names)["bacc"])
 
 
-def latency(
-    predictor: Predictor, input_shape: tuple[int, int, int], batch_sizes: tuple[int, ...], runs: int, warmup: int
-) -> dict[str, dict[str, float | int]]:
-    """Median/p95 latency per batch size on a fixed seeded input (``measure_latency`` statistics)."""
+def interleaved_latency(
+    predictors: dict[str, Predictor], input_shape: tuple[int, int, int], batch_sizes: tuple[int, ...], runs: int,
+    warmup: int, rounds: int = 5,
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Latency of every predictor, timed in ``rounds`` interleaved passes (``runs`` calls each in all).
+
+    Why: on a shared, noisy machine a slow minute lands on whichever candidate happens to run then; timing all
+    candidates round-robin spreads it over every one of them, so the ratios between candidates stay honest.
+    Returns ``{name: {str(batch): measure_latency-style stats over all rounds}}``.
+    """
     rng = np.random.default_rng(0)
-    return {str(b): measure_latency(predictor, rng.standard_normal((b, *input_shape), dtype=np.float32),
-                                    runs=runs, warmup=warmup) for b in batch_sizes}
+    rounds = max(1, min(rounds, runs))
+    per_round = [runs // rounds + (1 if r < runs % rounds else 0) for r in range(rounds)]
+    out: dict[str, dict[str, dict[str, float | int]]] = {name: {} for name in predictors}
+    names = list(predictors)
+    for b in batch_sizes:
+        x = rng.standard_normal((b, *input_shape), dtype=np.float32)
+        for name in names:
+            measure_latency(predictors[name], x, runs=1, warmup=max(0, warmup - 1))
+        times: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for r, count in enumerate(per_round):
+            for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
+                times[name].append(time_calls(predictors[name], x, count))
+        for name in names:
+            out[name][str(b)] = latency_stats(np.concatenate(times[name]), b)
+    return out
 
 
 def paired_tests(
@@ -92,28 +111,21 @@ def paired_tests(
     return out
 
 
-def measure_candidate(
+def score_candidate(
     predictor: Predictor,
     data: CompressData,
     *,
-    runs: int,
-    warmup: int,
-    batch_sizes: tuple[int, ...] = (1, 32),
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Latency per batch size, peak RSS at the largest batch, file size, TEST metrics and paired tests.
+    """TEST metrics, paired tests against ``reference`` (the fp32 model's (y_true, y_prob) on TEST), file size.
 
-    ``reference`` is the fp32 model's (y_true, y_prob) on TEST; the caller fixes the thread count beforehand.
+    ``_test_prob`` holds the candidate's TEST probabilities (the fp32 baseline's become the reference).
     """
-    lat = latency(predictor, data.input_shape, batch_sizes, runs, warmup)
-    big = max(batch_sizes)
-    peak = peak_memory_mb(predictor, np.zeros((big, *data.input_shape), dtype=np.float32))
     y_true, y_prob = predict_split(predictor, data, "test")
     metrics = compute_metrics(y_true, y_prob, data.task, data.dataset.class_names)
-    out: dict[str, Any] = {"latency": lat, "peak_memory_mb": peak, "peak_memory_batch": big, "metrics": metrics,
-                           "file_bytes": Path(path).stat().st_size if path is not None else None}
+    out: dict[str, Any] = {"metrics": metrics, "file_bytes": Path(path).stat().st_size if path is not None else None,
+                           "_test_prob": y_prob}
     if reference is not None:
         out["paired"] = paired_tests(data, reference, y_prob)
-    out["_test_prob"] = y_prob
     return out

@@ -21,6 +21,7 @@ from medopt.compress.budget import back_off, ratio_schedule, within_budget
 from medopt.compress.data import CompressData
 from medopt.compress.export import check_onnx_agreement, export_onnx
 from medopt.compress.finetune import finetune
+from medopt.compress.footprint import FootprintKind
 from medopt.compress.measure import Predictor, onnx_predictor, split_bacc, torch_predictor
 from medopt.compress.prune import count_params_macs, prune_structured, unstructured_prune
 from medopt.compress.quantize import qat_pt2e, quantize_onnx_static, quantize_pt2e, save_graph
@@ -37,6 +38,12 @@ def save_state_dict(model: nn.Module, path: Path) -> None:
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
+def pickled_module(model: nn.Module, path: Path) -> Path:
+    """The whole module pickled (class and weights), for the fresh-process memory measurement only."""
+    torch.save(model, path)
+    return path
+
+
 @dataclass
 class RecipeContext:
     """What every recipe reads: the trained fp32 model (never modified), data, config and a work folder."""
@@ -50,6 +57,7 @@ class RecipeContext:
     baseline_val_bacc: float
     save_model: SaveModel = save_state_dict
     _fp32_onnx: Path | None = None
+    _pruned: dict[tuple[float, bool], tuple[nn.Module, float]] = field(default_factory=dict)
 
     def example(self, batch: int = 2) -> torch.Tensor:
         """A fixed seeded input batch (tracing, export, agreement checks)."""
@@ -84,6 +92,12 @@ class CompressedModel:
     ratio: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    footprint_source: tuple[FootprintKind, Path] | None = None
+    """What a fresh process loads to measure peak memory (defaults to the ONNX file for ONNX candidates)."""
+
+    def __post_init__(self) -> None:
+        if self.footprint_source is None and self.kind == "onnx":
+            self.footprint_source = ("onnx", self.path)
 
     @property
     def file_bytes(self) -> int:
@@ -118,7 +132,18 @@ def _onnx_model(ctx: RecipeContext, name: str, path: Path, model: nn.Module, **k
 
 
 def _prune_attempt(ctx: RecipeContext, ratio: float, tune: bool) -> tuple[nn.Module, float]:
-    """Prune a copy of the fp32 model to ``ratio``, fine-tuning (and distilling) between steps when ``tune``."""
+    """Prune a copy of the fp32 model to ``ratio``, fine-tuning (and distilling) between steps when ``tune``.
+
+    Attempts are kept in the context: ``prune30+ft``, ``prune30+ft+int8`` and ``prune50+ft+int8`` back off
+    through the same ratios, and each (ratio, tune) is pruned and fine-tuned once. Recipes never modify the result.
+    """
+    if (ratio, tune) in ctx._pruned:
+        return ctx._pruned[(ratio, tune)]
+    ctx._pruned[(ratio, tune)] = _prune_fresh(ctx, ratio, tune)
+    return ctx._pruned[(ratio, tune)]
+
+
+def _prune_fresh(ctx: RecipeContext, ratio: float, tune: bool) -> tuple[nn.Module, float]:
     model = copy.deepcopy(ctx.model).eval()
     teacher = ctx.model if (tune and ctx.cfg.distill) else None
     hook = (lambda m, _step: finetune(m, ctx.data, ctx.train, ctx.cfg, teacher=teacher)) if tune else None
@@ -144,7 +169,9 @@ def _prune_recipe(name: str, ratio: float, tune: bool, int8: bool) -> Recipe:
         if not int8:
             return _onnx_model(ctx, name, fp32, model, ratio=result.ratio, attempts=result.attempts, notes=notes)
         q = quantize_onnx_static(fp32, folder / "model.onnx", ctx.data.calibration(ctx.cfg.calibration_samples))
-        return _onnx_model(ctx, name, q, model, ratio=result.ratio, attempts=result.attempts, notes=notes)
+        cm = _onnx_model(ctx, name, q, model, ratio=result.ratio, attempts=result.attempts, notes=notes)
+        cm.within_budget = cm.within_budget and result.within_budget  # both the pruning and the int8 step must fit
+        return cm
 
     recipe.__doc__ = f"Structured pruning {ratio:.0%}{' + fine-tune' if tune else ''}{' + ORT int8' if int8 else ''}."
     return recipe
@@ -188,7 +215,8 @@ def int8_pt2e(ctx: RecipeContext) -> CompressedModel:
     params, macs = count_params_macs(ctx.model, ctx.example())
     return CompressedModel("int8-pt2e", "pytorch", path, params, macs, bacc, ctx.baseline_val_bacc,
                            within_budget(ctx.baseline_val_bacc, bacc, ctx.cfg.accuracy_budget),
-                           _pt2e_predictors(ctx, graph), attempts=attempts, notes=notes)
+                           _pt2e_predictors(ctx, graph), attempts=attempts, notes=notes,
+                           footprint_source=("torch-export", path))
 
 
 def _unstructured_attempt(ctx: RecipeContext, amount: float) -> tuple[tuple[nn.Module, float], float]:
@@ -209,7 +237,8 @@ def unstructured50(ctx: RecipeContext) -> CompressedModel:
     notes = [f"weight sparsity {sparsity:.3f}; zeros are stored and computed densely (no speed-up expected)"]
     return CompressedModel("unstructured50", "pytorch", path, params, macs, result.val_bacc, ctx.baseline_val_bacc,
                            result.within_budget, {"eager": torch_predictor(model)}, ratio=result.ratio,
-                           attempts=result.attempts, notes=notes)
+                           attempts=result.attempts, notes=notes,
+                           footprint_source=("torch-module", pickled_module(model, path.with_suffix(".module.pt"))))
 
 
 def register_defaults(registry: Registry[Recipe]) -> None:

@@ -66,25 +66,35 @@ def measure_latency(
     shape = tuple(example.shape)
     if len(shape) == 0 or shape[0] < 1:
         raise ProfileInputError(f"example must be batched (first dimension >= 1), got shape {shape}")
-    cuda = _is_cuda(example)
     for _ in range(warmup):
         fn(example)
-    _sync_if(cuda)
+    _sync_if(_is_cuda(example))
+    return latency_stats(time_calls(fn, example, runs), shape[0])
+
+
+def time_calls(fn: Callable[[Any], Any], example: Any, runs: int) -> np.ndarray:
+    """Milliseconds of each of ``runs`` calls ``fn(example)`` (CUDA synchronised), no warm-up."""
+    cuda = _is_cuda(example)
     times = np.empty(runs)
     for i in range(runs):
         start = time.perf_counter()
         fn(example)
         _sync_if(cuda)
         times[i] = (time.perf_counter() - start) * 1000.0
+    return times
+
+
+def latency_stats(times: np.ndarray, batch: int) -> dict[str, float | int]:
+    """The summary ``measure_latency`` reports for call times in milliseconds."""
     median = float(np.median(times))
     return {
         "median_ms": median,
         "p95_ms": float(np.percentile(times, 95)),
         "mean_ms": float(times.mean()),
         "min_ms": float(times.min()),
-        "throughput_per_s": shape[0] * 1000.0 / median if median > 0 else float("inf"),
-        "runs": runs,
-        "batch": shape[0],
+        "throughput_per_s": batch * 1000.0 / median if median > 0 else float("inf"),
+        "runs": int(len(times)),
+        "batch": batch,
     }
 
 
