@@ -139,7 +139,8 @@ class FederateConfig(Section):
     secagg: bool = Field(False, description="Flower's SecAgg+ workflow: the server sees only the masked sum.")
     client_split: SplitConfig = Field(SplitConfig(train=0.6, val=0.2, test=0.2),
                                       description="Each client's own train/val/test split.")
-    client_cpus: float = Field(1.0, gt=0, description="Ray CPUs per simulated client.")
+    client_cpus: float | None = Field(None, gt=0, description="Ray CPUs per simulated client; default: all clients "
+                                      "train at once when there are at most 2 per CPU, else 1 CPU each.")
     client_gpus: float | None = Field(None, ge=0, le=1, description="GPU share per client; default 1/clients on CUDA.")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray head; default: all cores.")
 

@@ -16,6 +16,7 @@ from flwr.client import Client, ClientApp, NumPyClient
 
 from medopt.federate.client import CONFIG_KEY, ROUND_KEY, evaluate_client, fit_client, parse_config
 from medopt.federate.errors import FederateError
+from medopt.federate.simulation import client_threads
 from medopt.federate.spec import ClientBundle
 
 FaultFn = Callable[[int, int], None]
@@ -35,7 +36,7 @@ class HospitalClient(NumPyClient):
         if CONFIG_KEY not in config:
             raise FederateError(f"instruction to client {self.client_id} lacks the '{CONFIG_KEY}' config entry")
         cfg = parse_config(str(config[CONFIG_KEY]))
-        torch.set_num_threads(max(1, int(cfg.federate.client_cpus)))
+        torch.set_num_threads(client_threads(cfg.federate.client_cpus or 1.0))
         return cfg, int(config.get(ROUND_KEY, 0))
 
     def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
