@@ -45,6 +45,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES))
     p.add_argument("--threads", type=int, default=None, help="threads for every candidate (default: all cores)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per latency (after warm-up)")
+    p.add_argument("--prune-steps", type=int, default=2, help="iterative prune + fine-tune steps per ratio tried")
     return p.parse_args()
 
 
@@ -57,7 +58,8 @@ def _config(args: argparse.Namespace, model: str) -> Any:
         f"data.preprocess.image_size={args.size}", "data.preprocess.to_rgb=true",
         f"model.name={model}", f"train.epochs={args.epochs}", "train.batch_size=32", "train.optimizer=adam",
         "train.lr=0.001", "train.scheduler.kind=none", "train.device=cpu", "train.monitor=val_bacc",
-        f"compress.recipes=[{', '.join(args.recipes)}]", "compress.finetune_epochs=1", "compress.prune_steps=2",
+        f"compress.recipes=[{', '.join(args.recipes)}]", "compress.finetune_epochs=1",
+        f"compress.prune_steps={args.prune_steps}",
         "compress.accuracy_budget=0.01", "compress.calibration_samples=128", "compress.enabled=true",
         "compress.distill=true",
         f"compress.pt2e_compile={'false' if args.quick else 'true'}",
