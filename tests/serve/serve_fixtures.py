@@ -96,6 +96,31 @@ def start_server(stored: Stored, tmp: Path, artifact: str, **serve: object) -> R
     return Running(f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc}", proc)
 
 
+def start_transformer(stored: Stored, tmp: Path, artifact: str, predictor: Running, protocol: str,
+                      kserve_style: bool = False) -> Running:
+    """``python -m medopt.serve.transformer`` in front of ``predictor``; ``kserve_style``: the flags as KServe's
+    controller appends them (--model_name, --predictor_host, --http_port)."""
+    http = free_port()
+    host = predictor.url.removeprefix("http://")
+    flags = (["--model_name", NAME, "--predictor_host", host, "--http_port", str(http)] if kserve_style else
+             ["--model-name", NAME, "--predictor-host", host, "--http-port", str(http)])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "medopt.serve.transformer", "--artifact", artifact, "--store",
+                             str(stored.root), "--protocol", protocol, "--set", "serve.max_body_bytes=262144", *flags],
+                            env=env, cwd=tmp, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp / f"transformer-{protocol}.log", "wb"))
+    return Running(f"http://127.0.0.1:{http}", "", proc)
+
+
+def stop(*servers: Running) -> None:
+    """SIGTERM all first, then wait: their graceful shutdowns overlap."""
+    live = [r for r in servers if r.proc.poll() is None]
+    for running in live:
+        running.proc.send_signal(signal.SIGTERM)
+    for running in live:
+        running.proc.wait(timeout=30)
+
+
 def wait_ready(running: Running, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from medopt.config import ConfigError, DeployConfig, ServeConfig, config_from_dict
-from medopt.serve.deploy import DeployError, render_inference_service, render_serving_runtime, server_args, to_yaml
+from medopt.serve.deploy import (
+    DeployError,
+    render_inference_service,
+    render_serving_runtime,
+    render_transformer,
+    server_args,
+    to_yaml,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "k8s"))
@@ -22,7 +29,8 @@ URI = "s3://medopt/runs/example/compress/int8-static/"  # the artifact's folder:
 GPU = DeployConfig(gpus=1, cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi")
 CANARY = DeployConfig(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8,
                       canary_traffic_percent=10, min_replicas=0, max_replicas=5)
-ARGS = tuple(server_args("runs/example/compress/int8-static/model.onnx"))
+KEY = "runs/example/compress/int8-static/model.onnx"
+ARGS = tuple(server_args(KEY))
 # Regenerate with MEDOPT_UPDATE_GOLDEN=1 after an intended change of the renderer.
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "servingruntime.yaml": lambda: render_serving_runtime(DeployConfig(), ServeConfig()),
@@ -32,6 +40,9 @@ EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
                                                                   args=ARGS),
     "inferenceservice-canary.yaml": lambda: render_inference_service(CANARY, name="medopt-resnet18", uri=URI,
                                                                      args=ARGS),
+    "inferenceservice-transformer.yaml": lambda: render_inference_service(
+        DeployConfig(), name="medopt-resnet18", uri=URI, args=ARGS,
+        transformer=render_transformer(DeployConfig(), ServeConfig(), key=KEY, uri=URI)),
 }
 
 
@@ -68,6 +79,38 @@ def test_inference_service_fields() -> None:
     canary = EXAMPLES["inferenceservice-canary.yaml"]()
     assert _predictor(canary)["canaryTrafficPercent"] == 10
     assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+
+
+def test_transformer_fields() -> None:
+    doc = EXAMPLES["inferenceservice-transformer.yaml"]()
+    assert doc["spec"]["predictor"] == EXAMPLES["inferenceservice.yaml"]()["spec"]["predictor"]
+    t = doc["spec"]["transformer"]
+    assert t["serviceAccountName"] == "medopt-serving" and t["labels"]["medopt.io/s3-access"] == "true"
+    c = t["containers"][0]
+    assert c["image"] == DeployConfig().image and c["command"] == ["python", "-m", "medopt.serve.transformer"]
+    # KServe's controller appends --model_name and --predictor_host; --http_port is ours, so it appends no default
+    assert c["args"] == ["--host=0.0.0.0", "--http_port=8080", "--protocol=v2", *ARGS]
+    assert not any(a.startswith(("--model_name", "--predictor_host")) for a in c["args"])
+    assert c["env"] == [{"name": "STORAGE_URI", "value": URI}]  # the storage initializer fills /mnt/models
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("http1", 8080)]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
+    assert t["securityContext"]["runAsNonRoot"] and "envFrom" not in c
+    gpu = render_transformer(GPU, ServeConfig(http_port=9090, grpc_port=9091), key=KEY, uri=URI)["containers"][0]
+    assert "nvidia.com/gpu" not in gpu["resources"]["limits"] and gpu["resources"]["limits"]["cpu"] == "8"
+    assert "--http_port=9090" in gpu["args"] and gpu["readinessProbe"]["httpGet"]["port"] == 9090
+    with pytest.raises(DeployError, match="serve.http_port 80 is privileged"):
+        render_transformer(DeployConfig(), ServeConfig(http_port=80), key=KEY, uri=URI)
+
+
+def test_transformer_entrypoint_accepts_rendered_and_controller_args() -> None:
+    from medopt.serve.transformer import _parser
+
+    c = EXAMPLES["inferenceservice-transformer.yaml"]()["spec"]["transformer"]["containers"][0]
+    args = _parser().parse_args([*c["args"], "--model_name", "medopt-resnet18", "--predictor_host",
+                                 "medopt-resnet18-predictor.medopt"])
+    assert (args.http_port, args.protocol, args.artifact, args.host) == (8080, "v2", "model.onnx", "0.0.0.0")
+    assert (args.model_name, args.predictor_host) == ("medopt-resnet18", "medopt-resnet18-predictor.medopt")
 
 
 def test_serving_runtime_ports_and_entrypoint() -> None:
@@ -109,6 +152,18 @@ def test_no_secret_values_in_manifests() -> None:
 def test_wrong_field_fails_strict_validation(mutate: Callable[[dict[str, Any]], None], where: str) -> None:
     doc = EXAMPLES["inferenceservice.yaml"]()
     mutate(doc)
+    with pytest.raises(ManifestInvalid, match=where):
+        validate_manifest(doc)
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda t: t["containers"][0].update(cmd=["python"]), "cmd"),
+    (lambda t: t.update(storageUri="s3://x/y"), "storageUri"),
+    (lambda t: t["containers"][0]["ports"][0].update(containerPort="8080"), "containerPort"),
+])
+def test_wrong_transformer_field_fails_strict_validation(mutate: Callable[[dict[str, Any]], None], where: str) -> None:
+    doc = EXAMPLES["inferenceservice-transformer.yaml"]()
+    mutate(doc["spec"]["transformer"])
     with pytest.raises(ManifestInvalid, match=where):
         validate_manifest(doc)
 

@@ -51,14 +51,18 @@ def run(config: Path | None, overrides: list[str], **updates: Any) -> int:
     serve_cfg = serve_config(cfg.serve, **updates)
     if not serve_cfg.artifact:
         raise ConfigError("no artifact to serve: pass --artifact KEY or set serve.artifact")
-    server_mod = _import_server()
+    _import_server()
     from medopt.serve.model import MedoptModel
 
     store = open_store(cfg.store, base_dir=Path.cwd())
-    model = MedoptModel(serve_cfg, store, serve_cfg.artifact)
-    server = server_mod.MedoptServer([model], serve_cfg)
     logger.info("serving %s as '%s' on http://%s:%d (gRPC %s)", serve_cfg.artifact, serve_cfg.model_name,
                 serve_cfg.host, serve_cfg.http_port, serve_cfg.grpc_port if serve_cfg.enable_grpc else "off")
+    return serve_until_stopped(MedoptModel(serve_cfg, store, serve_cfg.artifact), serve_cfg)
+
+
+def serve_until_stopped(model: Any, serve_cfg: ServeConfig) -> int:
+    """Serve one kserve model (predictor or transformer) until SIGTERM/SIGINT; 1 if it failed to load."""
+    server = _import_server().MedoptServer([model], serve_cfg)
     asyncio.run(server.serve())
     if server.load_error is not None:
         logger.error("not serving: %s", server.load_error)

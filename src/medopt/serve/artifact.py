@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from medopt.config import DicomConfig, PreprocessConfig
+from medopt.models.checkpoint import FORMAT as MODEL_FILE_FORMAT
 from medopt.models.checkpoint import ModelBundle, load_model_file
 from medopt.serve.codec import InputSpec, ModelInfo
 from medopt.store import ArtifactStore, Manifest
@@ -89,12 +90,17 @@ def _meta_description(manifest: Manifest) -> Described | None:
     return Described(tuple(names), task, in_chans, preprocess)
 
 
-def _parent_bundle(store: ArtifactStore, manifest: Manifest, workdir: Path) -> ModelBundle:
+def _parent_key(store: ArtifactStore, manifest: Manifest) -> str:
+    """The medopt model file an (older) ONNX artifact was exported from: its class names and preprocessing."""
     for key in manifest.parents:
         if store.exists(key) and store.manifest(key).kind == TORCH_KIND:
-            return load_model_file(store.get_file(key, workdir / "parent.pt"))
+            return key
     raise ServeError(f"ONNX artifact '{manifest.key}' names no parent medopt model ({TORCH_KIND}) in its manifest; "
                      "class names and preprocessing come from it")
+
+
+def _parent_bundle(store: ArtifactStore, manifest: Manifest, workdir: Path) -> ModelBundle:
+    return load_model_file(store.get_file(_parent_key(store, manifest), workdir / "parent.pt"))
 
 
 def onnx_runner(path: Path, threads: int | None) -> Runner:
@@ -152,9 +158,51 @@ def load_served_model(store: ArtifactStore, key: str, *, name: str, runtime: str
         bundle = load_model_file(path)
         about = _bundle_description(bundle)
         runner = torch_runner(bundle, threads)
+    spec, info = _spec_and_info(manifest, about, name=name, max_rows=max_rows)
+    logger.info("loaded %s (%s, %s runtime, sha256 %s)", key, manifest.kind, chosen, manifest.sha256[:12])
+    return ServedModel(runner=runner, spec=spec, info=info, runtime=chosen)
+
+
+def _spec_and_info(manifest: Manifest, about: Described, *, name: str, max_rows: int) -> tuple[InputSpec, ModelInfo]:
+    """What the model accepts and who it is: the same for the predictor and a separate transformer."""
     spec = InputSpec(in_chans=about.in_chans, preprocess=about.preprocess, dicom=_dicom_of(manifest),
                      max_rows=max_rows)
     info = ModelInfo(name=name, version=manifest.sha256[:12], sha256=manifest.sha256,
                      class_names=about.class_names, task=about.task)
-    logger.info("loaded %s (%s, %s runtime, sha256 %s)", key, manifest.kind, chosen, manifest.sha256[:12])
-    return ServedModel(runner=runner, spec=spec, info=info, runtime=chosen)
+    return spec, info
+
+
+def _file_description(path: Path) -> Described:
+    """The recipe saved in a medopt model file, read with its weights memory-mapped: no model is built."""
+    import torch
+
+    try:
+        payload: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        preprocess = PreprocessConfig.model_validate(payload["preprocess"])
+        about = Described(tuple(payload["class_names"]), payload["task"], int(payload["in_chans"]), preprocess)
+    except Exception as exc:  # noqa: BLE001 - torch and pydantic raise many types for a bad file
+        raise ServeError(f"{path.name} is not a readable medopt model file ({exc.__class__.__name__})") from None
+    if payload.get("format") != MODEL_FILE_FORMAT:
+        raise ServeError(f"{path.name} is not a medopt model file (format {MODEL_FILE_FORMAT} expected)")
+    return about
+
+
+def describe_model(store: ArtifactStore, key: str, *, name: str, max_rows: int,
+                   workdir: Path) -> tuple[InputSpec, ModelInfo]:
+    """``InputSpec`` and ``ModelInfo`` of a stored model without loading it, for a transformer that only decodes.
+
+    Reads the manifest's meta (compress stage); for older ONNX artifacts and for medopt model files, only the
+    recipe inside the model file (fetched to ``workdir``, sha256-verified; weights memory-mapped, no model or ORT
+    session built).
+
+    Raises:
+        ArtifactNotFound / ArtifactCorrupted: missing artifact or hash mismatch.
+        ServeError: not a model, or no readable description.
+    """
+    manifest = store.manifest(key)
+    _resolve_runtime(manifest, "auto")
+    about = _meta_description(manifest)
+    if about is None:
+        source = key if manifest.kind == TORCH_KIND else _parent_key(store, manifest)
+        about = _file_description(store.get_file(source, workdir / "described.pt"))
+    return _spec_and_info(manifest, about, name=name, max_rows=max_rows)

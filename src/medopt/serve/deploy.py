@@ -13,6 +13,8 @@ serving ServiceAccount's Secret (see k8s/README.md).
 
 Deployment modes: ``RawDeployment`` (default) exposes HTTP and gRPC and scales with an HPA on cpu/memory;
 ``Serverless`` (Knative) allows one port per container, scales on concurrency/rps and is needed for canary rollouts.
+``render_transformer`` adds an optional separate transformer (``python -m medopt.serve.transformer``) in front of the
+predictor; there is no config switch for it yet, so the KFP ``deploy`` step still renders the predictor alone.
 """
 
 from __future__ import annotations
@@ -155,14 +157,50 @@ def server_args(key: str) -> list[str]:
     return [f"--artifact={artifact_name(key)}", "--set=store.kind=local", f"--set=store.root={MODEL_DIR}"]
 
 
+def _pod_security_context() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def render_transformer(deploy: DeployConfig, serve: ServeConfig, *, key: str, uri: str) -> dict[str, Any]:
+    """``spec.transformer``: ``python -m medopt.serve.transformer`` (same image) decoding images/DICOM in its own pods.
+
+    KServe's controller appends ``--model_name`` (the InferenceService name, as the runtime's ``{{.Name}}``) and
+    ``--predictor_host``; the port goes in as ``--http_port`` so the controller does not append its default. The
+    transformer reads only the artifact's description (manifest meta, or the parent model's recipe) from the folder
+    the storage initializer copies to /mnt/models (``STORAGE_URI``), so it holds no store credentials either. It
+    forwards V2 to the predictor (``protocolVersion: v2``) and never needs a GPU.
+
+    Raises:
+        DeployError: a serve port below 1024 (the container runs as non-root).
+    """
+    s = deploy
+    http_port, _ = _checked_ports(serve)
+    args = ["--host=0.0.0.0", f"--http_port={http_port}", "--protocol=v2", *server_args(key)]
+    container = {
+        "name": "kserve-container", "image": s.image, "command": ["python", "-m", "medopt.serve.transformer"],
+        "args": args, "env": [{"name": "STORAGE_URI", "value": uri}],
+        "ports": [{"name": "http1", "containerPort": http_port, "protocol": "TCP"}],
+        "resources": _resources(s.model_copy(update={"gpus": 0})), "securityContext": _security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": http_port}, "periodSeconds": 5},
+    }
+    return {"serviceAccountName": s.service_account, **_autoscaling(s),
+            "labels": {S3_ACCESS_LABEL: "true", **_labels("transformer")},
+            "securityContext": _pod_security_context(), "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]}
+
+
 def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha256: str | None = None,
-                             args: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+                             args: list[str] | tuple[str, ...] = (),
+                             transformer: dict[str, Any] | None = None) -> dict[str, Any]:
     """The InferenceService serving the artifact at ``uri`` (s3:// or pvc://) with protocol v2.
 
     ``uri`` is the artifact's folder (``storage_uri``); S3 credentials reach only the storage initializer, through the
     service account's Secret, so the predictor container carries no env or Secret. The pod keeps the S3-access label
     because the storage initializer runs in it. ``args`` (``server_args``) are appended to the runtime's; the ports
-    are the ServingRuntime's, so ``serve`` is not needed here.
+    are the ServingRuntime's, so ``serve`` is not needed here. ``transformer`` (``render_transformer``) adds a
+    separate transformer in front of the predictor.
     """
     s = deploy
     if not re.match(_DNS_LABEL, name):
@@ -178,13 +216,14 @@ def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha25
         model["args"] = list(args)
     predictor = {"serviceAccountName": s.service_account, **_autoscaling(s),
                  "labels": {S3_ACCESS_LABEL: "true", **_labels("predictor")},
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "fsGroup": RUN_AS_USER,
-                                     "seccompProfile": {"type": "RuntimeDefault"}},
-                 "model": model}
+                 "securityContext": _pod_security_context(), "model": model}
+    spec: dict[str, Any] = {"predictor": predictor}
+    if transformer is not None:
+        spec["transformer"] = transformer
     return {"apiVersion": API_ISVC, "kind": "InferenceService",
             "metadata": {"name": name, "namespace": s.namespace, "labels": _labels("inference-service"),
                          "annotations": annotations},
-            "spec": {"predictor": predictor}}
+            "spec": spec}
 
 
 def to_yaml(*docs: dict[str, Any]) -> str:
