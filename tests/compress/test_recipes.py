@@ -83,7 +83,20 @@ def test_prune_attempts_are_shared_and_int8_cannot_rescue_a_missed_budget(
     for ratio in (0.3, 0.2, 0.1):  # attempts already made by another recipe: a good model scored as a bad one
         ctx._pruned[(ratio, True)] = (trained, ctx.baseline_val_bacc - 0.5)
     cm = RECIPES.get("prune30+ft+int8")(ctx)
-    assert [a["ratio"] for a in cm.attempts] == [0.3, 0.2, 0.1]
+    assert [a["ratio"] for a in cm.attempts if "ratio" in a] == [0.3, 0.2, 0.1]
+    assert [a["calibration"] for a in cm.attempts if "calibration" in a] == ["minmax"]  # within budget at once
     assert cm.params == sum(p.numel() for p in trained.parameters())  # the cached model, not a fresh pruning
     assert cm.val_bacc >= ctx.baseline_val_bacc - 0.01  # int8 of the unpruned model alone would pass...
     assert not cm.within_budget  # ...but the pruning step missed the budget
+
+
+def test_int8_calibration_backs_off_and_keeps_the_best(tmp_path, trained: nn.Module, data: CompressData,
+                                                       ccfg: CompressConfig, train_cfg: TrainConfig) -> None:
+    cfg = ccfg.model_copy(update={"accuracy_budget": 0.0, "calibration_methods": ("minmax", "percentile")})
+    ctx = _ctx(tmp_path, trained, data, cfg, train_cfg)
+    ctx.baseline_val_bacc = 1.01  # unreachable: every calibration is tried
+    cm = RECIPES.get("int8-static")(ctx)
+    tried = [a["calibration"] for a in cm.attempts]
+    assert tried == ["minmax", "percentile"] and not cm.within_budget and cm.notes
+    assert cm.val_bacc == pytest.approx(max(a["val_bacc"] for a in cm.attempts))
+    assert sorted(p.name for p in cm.path.parent.iterdir()) == ["model.onnx"]  # the losers are removed

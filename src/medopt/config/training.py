@@ -99,6 +99,9 @@ class CompressConfig(Section):
     distill_alpha: float = Field(0.5, ge=0, le=1)
     distill_temperature: float = Field(4.0, gt=0)
     calibration_samples: int = Field(256, ge=1)
+    calibration_methods: tuple[Literal["minmax", "percentile", "entropy"], ...] = Field(
+        ("minmax",), min_length=1,
+        description="ORT int8 calibration, tried in order until one stays within the accuracy budget.")
     onnx_opset: int = Field(17, ge=13, le=23)
     num_threads: int | None = Field(None, ge=1, description="Threads for latency measurements; default all cores.")
     pt2e_compile: bool = Field(True, description="Also time PT2E int8 under torch.compile (slow first call).")
