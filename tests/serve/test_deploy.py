@@ -113,6 +113,18 @@ def test_deploy_step_reads_cluster_settings_from_the_config(tmp_path: Path) -> N
     assert "envFrom" not in p["model"]  # the Secret is the ServiceAccount's, for the storage initializer only
 
 
+def test_deploy_step_adds_the_separate_transformer_when_asked(tmp_path: Path) -> None:
+    config_json, _, model, compressed = _setup(tmp_path, DeployConfig(transformer=True))
+    out = FakeArtifact(str(tmp_path / "out" / "isvc.yaml"))
+    deploy_step(config_json, "r1", model, compressed, out)
+    (doc,) = load_docs(Path(out.path).read_text())
+    validate_manifest(doc)
+    (container,) = doc["spec"]["transformer"]["containers"]
+    assert container["command"] == ["python", "-m", "medopt.serve.transformer"]
+    assert {"name": "STORAGE_URI", "value": doc["spec"]["predictor"]["model"]["storageUri"]} in container["env"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+
+
 def test_deploy_step_refuses_a_missing_model_ref(tmp_path: Path) -> None:
     config_json, _, model, compressed = _setup(tmp_path)
     Path(model.path).write_text("not json")

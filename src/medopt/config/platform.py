@@ -80,6 +80,8 @@ class DeployConfig(Section):
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] = "cpu"
     scale_target: int = Field(70, ge=1, description="Percent for cpu/memory; requests per replica otherwise.")
     canary_traffic_percent: int | None = Field(None, ge=0, le=100)
+    transformer: bool = Field(False, description="Decode images/DICOM in a separate KServe transformer (its own "
+                              "pods, python -m medopt.serve.transformer) instead of inside the predictor.")
     artifacts_pvc: str = Field("medopt-artifacts", pattern=_DNS_LABEL, description="PVC of a local store.")
     credentials_secret: str = Field(
         "medopt-s3", pattern=_DNS_LABEL,

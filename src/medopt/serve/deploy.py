@@ -257,8 +257,9 @@ def deploy_step(config_json: str, run_id: str, model: Any, compressed: Any, infe
     ref = _chosen_ref(model.path, getattr(compressed, "path", None))
     uri = storage_uri(cfg.store, ref.key, cfg.deploy)
     name = cfg.deploy.name or dns_name(cfg.serve.model_name)
+    transformer = render_transformer(cfg.deploy, cfg.serve, key=ref.key, uri=uri) if cfg.deploy.transformer else None
     text = to_yaml(render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256,
-                                            args=server_args(ref.key)))
+                                            args=server_args(ref.key), transformer=transformer))
     Path(inference_service.path).parent.mkdir(parents=True, exist_ok=True)
     Path(inference_service.path).write_text(text)
     store = open_store(cfg.store)
