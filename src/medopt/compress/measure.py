@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,15 @@ def split_bacc(predictor: Predictor, data: CompressData, split: str = "val") -> 
 
 def interleaved_latency(
     predictors: dict[str, Predictor], input_shape: tuple[int, int, int], batch_sizes: tuple[int, ...], runs: int,
-    warmup: int, rounds: int = 5,
+    warmup: int, rounds: int = 5, settle_s: float = 0.05,
 ) -> dict[str, dict[str, dict[str, float | int]]]:
     """Latency of every predictor, timed in ``rounds`` interleaved passes (``runs`` calls each in all).
 
     Why: on a shared, noisy machine a slow minute lands on whichever candidate happens to run then; timing all
     candidates round-robin spreads it over every one of them, so the ratios between candidates stay honest.
+    Each chunk starts ``settle_s`` after the previous one: ONNX Runtime's (and OpenMP's) worker threads spin for a
+    while after a call, and without the pause they steal the cores from the next candidate (measured here: one
+    MobileNetV2 file timed 4.7 and 5.7 ms in two sessions back to back, 1.70 and 1.69 ms with the pause).
     Returns ``{name: {str(batch): measure_latency-style stats over all rounds}}``.
     """
     rng = np.random.default_rng(0)
@@ -94,6 +98,7 @@ def interleaved_latency(
         times: dict[str, list[np.ndarray]] = {name: [] for name in names}
         for r, count in enumerate(per_round):
             for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
+                time.sleep(settle_s)
                 times[name].append(time_calls(predictors[name], x, count))
         for name in names:
             out[name][str(b)] = latency_stats(np.concatenate(times[name]), b)
