@@ -46,17 +46,25 @@ def _args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="threads for every candidate (default: all cores)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per latency (after warm-up)")
     p.add_argument("--prune-steps", type=int, default=2, help="iterative prune + fine-tune steps per ratio tried")
+    p.add_argument("--warmup", default="", metavar="SIZE:EPOCHS,...",
+                   help="progressive resizing: epochs at smaller sizes on the full training split before the "
+                        "--epochs at --size on --train-samples (e.g. 64:5; default none)")
     return p.parse_args()
 
 
-def _config(args: argparse.Namespace, model: str) -> Any:
+def _warmup_stages(text: str) -> list[tuple[int, int]]:
+    """``"64:5,112:1"`` -> [(64, 5), (112, 1)]."""
+    return [(int(size), int(epochs)) for size, epochs in (part.split(":") for part in text.split(",") if part)]
+
+
+def _config(args: argparse.Namespace, model: str, size: int | None = None, epochs: int | None = None) -> Any:
     from medopt.config import load_config
 
     npz = SHARED_DATA / "pneumoniamnist.npz"
     return load_config(None, [
         "data.source=medmnist", f"data.path={npz}", "data.class_names=[normal, pneumonia]",
-        f"data.preprocess.image_size={args.size}", "data.preprocess.to_rgb=true",
-        f"model.name={model}", f"train.epochs={args.epochs}", "train.batch_size=32", "train.optimizer=adam",
+        f"data.preprocess.image_size={size or args.size}", "data.preprocess.to_rgb=true",
+        f"model.name={model}", f"train.epochs={epochs or args.epochs}", "train.batch_size=32", "train.optimizer=adam",
         "train.lr=0.001", "train.scheduler.kind=none", "train.device=cpu", "train.monitor=val_bacc",
         f"compress.recipes=[{', '.join(args.recipes)}]", "compress.finetune_epochs=1",
         f"compress.prune_steps={args.prune_steps}",
@@ -67,11 +75,13 @@ def _config(args: argparse.Namespace, model: str) -> Any:
     ])
 
 
-def _dataset(cfg: Any, train_samples: int) -> Any:
+def _dataset(cfg: Any, train_samples: int | None) -> Any:
     from medopt.data.load import load_dataset
     from medopt.data.splits import stratified_subsample
 
     ds = load_dataset(cfg.data)
+    if train_samples is None:
+        return ds
     idx = stratified_subsample(ds.train.labels, train_samples, seed=0)
     train = dataclasses.replace(ds.train, images=ds.train.images[idx], labels=ds.train.labels[idx],
                                 groups=None if ds.train.groups is None else ds.train.groups[idx],
@@ -101,7 +111,13 @@ def _run_model(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any
     cfg = _config(args, name)
     dataset = _dataset(cfg, args.train_samples)
     started = time.perf_counter()
-    model, fit = train_model(cfg, dataset)
+    model = None
+    for size, epochs in _warmup_stages(args.warmup):  # progressive resizing: cheap epochs at small sizes first
+        small = _config(args, name, size=size, epochs=epochs)
+        model, warm = train_model(small, _dataset(small, None), model=model)
+        print(f"{name}: warm-up at {size} px, {epochs} epochs: val bacc {warm.best_score:.3f}"
+              f" (epoch {warm.best_epoch})", flush=True)
+    model, fit = train_model(cfg, dataset, model=model)
     train_s = time.perf_counter() - started
     data = CompressData(dataset, cfg.data.preprocess, batch_size=cfg.train.batch_size, seed=0)
     settings = MeasureSettings(runs=args.runs, warmup=5, batch_sizes=(1, 32))

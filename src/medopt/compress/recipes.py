@@ -279,7 +279,7 @@ def register_defaults(registry: Registry[Recipe]) -> None:
     registry.add("int8-static", int8_static)
     registry.add("int8-pt2e", int8_pt2e)
     registry.add("unstructured50", unstructured50)
-    for pct in (30, 50):
+    for pct in (10, 20, 30, 40, 50):
         r = pct / 100
         registry.add(f"prune{pct}", _prune_recipe(f"prune{pct}", r, tune=False, int8=False))
         registry.add(f"prune{pct}+ft", _prune_recipe(f"prune{pct}+ft", r, tune=True, int8=False))

@@ -47,12 +47,18 @@ def model_geometry(cfg: ExperimentConfig, dataset: ImageDataset) -> tuple[int, i
 
 
 def train_model(
-    cfg: ExperimentConfig, dataset: ImageDataset, *, on_epoch_end: EpochCallback | None = None
+    cfg: ExperimentConfig, dataset: ImageDataset, *, on_epoch_end: EpochCallback | None = None,
+    model: torch.nn.Module | None = None,
 ) -> tuple[torch.nn.Module, FitResult]:
-    """Build the configured model and fit it on the dataset's train split, selecting on val."""
+    """Fit the configured model on the dataset's train split, selecting on val.
+
+    ``model`` continues training a model built for this dataset (e.g. progressive resizing: epochs at a small
+    image size, then the last ones at the deployed size); by default a fresh one is built from ``cfg.model``.
+    """
     generator = seed_everything(cfg.train.seed)
     in_chans, num_classes, input_size = model_geometry(cfg, dataset)
-    model = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=input_size)
+    if model is None:
+        model = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=input_size)
     pre, bs = cfg.data.preprocess, cfg.train.batch_size
     train_loader = make_loader(dataset.train, pre, batch_size=bs, shuffle=True, seed=cfg.train.seed, task=dataset.task)
     val_loader = make_loader(dataset.val, pre, batch_size=max(bs, 256), shuffle=False, seed=0, task=dataset.task)
