@@ -8,6 +8,13 @@ held-out test split: balanced accuracy, AUC, wall time, communication bytes. Fed
 time of a round (after round 1, which starts Ray's actors) over the median of 3 runs of the same round's work in
 one process without Flower or Ray (each hospital's local epoch and evaluation in turn, plus the global test pass).
 
+Training, the same for every method: Adam 1e-3, batch 64, one cosine cycle over the rounds (clients continue the
+schedule across rounds), and a class-weighted loss (inverse class frequency of the data each trainer holds: the
+pooled split centrally, each hospital's own split in federation), since balanced accuracy is what is scored. FedProx
+mu defaults to 0.1, chosen from {0.01, 0.1, 1} on Dirichlet(0.3) tuning runs (0.1 also had the best mean client
+validation balanced accuracy). Without the class weights, label skew left the federated models well ranked (AUC
+within 0.02 of centralized) but with a skewed operating point, 12-14 points of balanced accuracy behind.
+
 Model: resnet18 with the ImageNet stem at 28 px by default. At 28 px the 7x7/2 stem and max-pool shrink the image
 to 7x7 at once, so an epoch of ~3000 images takes seconds on 2 cores while it is still a real ResNet (BatchNorm
 statistics are federated too); --quick uses tiny_resnet on a subsample.
@@ -34,7 +41,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--model", default=None, help="default resnet18 (quick: tiny_resnet)")
     p.add_argument("--rounds", type=int, default=None, help="rounds = centralized epochs (default 10; quick 3)")
     p.add_argument("--train-samples", type=int, default=None, help="subsample the pool (default: all)")
-    p.add_argument("--mu", type=float, default=0.01, help="FedProx proximal mu")
+    p.add_argument("--mu", type=float, default=0.1, help="FedProx proximal mu")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every run (repeatable), e.g. train.optimizer=sgd")
     return p.parse_args()
@@ -48,7 +55,8 @@ def _config(args: argparse.Namespace, partition: str, strategy: str, run_root: P
         "data.class_names=[normal, pneumonia]", "data.preprocess.image_size=28",
         f"data.partition.kind={partition}", "data.partition.alpha=0.3", "data.partition.num_clients=3",
         f"model.name={args.model}", "train.batch_size=64", "train.optimizer=adam", "train.lr=0.001",
-        "train.scheduler.kind=none", "train.device=cpu", f"federate.rounds={args.rounds}", "federate.local_epochs=1",
+        "train.scheduler.kind=cosine_warm_restarts", f"train.scheduler.t0={args.rounds}",
+        "train.class_weighting=true", "train.device=cpu", f"federate.rounds={args.rounds}", "federate.local_epochs=1",
         f"federate.strategy={strategy}", f"federate.proximal_mu={args.mu}", "federate.min_available_clients=3",
         f"output_dir={run_root}", *getattr(args, "overrides", []),
     ])
@@ -79,7 +87,7 @@ def _centralized(cfg: Any, dataset: Any) -> dict[str, Any]:
     from medopt.federate.weights import get_weights
     from medopt.data import make_loader
     from medopt.data.types import ArraySplit
-    from medopt.train.losses import build_loss
+    from medopt.train.losses import build_loss, count_classes
     from medopt.train.loop import train_one_epoch
     from medopt.train.optim import build_optimizer
     from medopt.train.seeding import seed_everything
@@ -92,7 +100,8 @@ def _centralized(cfg: Any, dataset: Any) -> dict[str, Any]:
     model = build_client_model(cfg, spec)
     loader = make_loader(pooled, cfg.data.preprocess, batch_size=cfg.train.batch_size, shuffle=True, seed=0,
                          task=spec.task)
-    opt, loss_fn = build_optimizer(model.parameters(), cfg.train), build_loss(spec.task, cfg.train, None)
+    counts = count_classes(pooled.labels, spec.task, spec.num_classes)
+    opt, loss_fn = build_optimizer(model.parameters(), cfg.train), build_loss(spec.task, cfg.train, counts)
     for epoch in range(cfg.federate.rounds):
         train_one_epoch(model, loader, loss_fn, opt, epoch=epoch, device=__import__("torch").device("cpu"))
     _, metrics = global_evaluator(cfg, spec, dataset)(get_weights(model))

@@ -70,3 +70,22 @@ def test_weights_roundtrip_and_mismatch_is_named(cfg, dataset) -> None:
         set_weights(model, w0[:-1])
     with pytest.raises(FederateError, match="shape"):
         set_weights(model, [np.zeros((1,))] + w0[1:])
+
+
+def test_class_weighting_trains_a_hospital_that_lacks_a_class(dataset) -> None:
+    import dataclasses
+
+    cfg = make_config("train.class_weighting=true")
+    spec, clients, w0 = _setup(cfg, dataset)
+    client = clients[0]
+    keep = client.train.labels == client.train.labels[0]  # a label-skewed hospital with a single class
+    one_class = dataclasses.replace(client, train=dataclasses.replace(
+        client.train, images=client.train.images[keep], labels=client.train.labels[keep]))
+    weighted = fit_client(cfg, spec, one_class, w0, server_round=1)
+    plain = fit_client(make_config(), spec, one_class, w0, server_round=1)
+    assert np.isfinite(weighted.metrics["train_loss"]) and weighted.metrics["update_norm"] > 0
+    # one class present: every target has the same weight, so weighting changes nothing
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(weighted.weights, plain.weights))
+    loss, n, _ = evaluate_client(cfg, spec, client, w0)  # scored unweighted, with no training counts needed
+    plain_loss, _, _ = evaluate_client(make_config(), spec, client, w0)
+    assert n == len(client.test) and loss == pytest.approx(plain_loss)

@@ -29,7 +29,7 @@ from medopt.federate.proximal import ProximalLoss, snapshot_trainable
 from medopt.federate.spec import TaskSpec
 from medopt.federate.weights import NDArrays, get_weights, set_weights
 from medopt.models import create_model
-from medopt.train.losses import build_loss, count_classes
+from medopt.train.losses import build_loss, count_classes, evaluation_loss
 from medopt.train.loop import evaluate_epoch, train_one_epoch
 from medopt.train.optim import build_optimizer, build_scheduler
 from medopt.train.seeding import resolve_device
@@ -83,7 +83,8 @@ def _local_training(model: nn.Module, data: ClientData, cfg: ExperimentConfig, s
                     server_round: int, device: torch.device) -> float:
     """Run ``federate.local_epochs`` epochs; returns the last epoch's mean training loss."""
     loader = _loader(data.train, cfg, spec, train=True, seed=cfg.train.seed + 1000 * data.client_id + server_round)
-    counts = count_classes(data.train.labels, spec.task, spec.num_classes)
+    # a label-skewed hospital may lack a class: it has no targets to weigh, so count it once to keep weights finite
+    counts = np.maximum(count_classes(data.train.labels, spec.task, spec.num_classes), 1)
     base = build_loss(spec.task, cfg.train, counts if cfg.train.class_weighting else None).to(device)
     loss_fn: nn.Module = base
     if cfg.federate.strategy == "fedprox":
@@ -118,7 +119,7 @@ def fit_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData, weights:
                "update_norm": norm, "train_seconds": time.perf_counter() - start}
     if len(data.val):
         set_weights(model, new)
-        metrics.update(_scores(model.to(device), data.val, build_loss(spec.task, cfg.train, None).to(device), cfg,
+        metrics.update(_scores(model.to(device), data.val, evaluation_loss(spec.task, cfg.train).to(device), cfg,
                                spec, device, prefix="val_"))
     weight = 1 if uses_equal_weights(cfg.federate) else len(data.train)
     return FitOutput(new, weight, metrics)
@@ -145,7 +146,7 @@ def evaluate_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData,
     model.to(device)
     pairs = stat_pairs(model)
     recalibrate_batchnorm(model, _loader(data.train, cfg, spec, train=False, seed=0), device)
-    scores = _scores(model, data.test, build_loss(spec.task, cfg.train, None).to(device), cfg, spec, device)
+    scores = _scores(model, data.test, evaluation_loss(spec.task, cfg.train).to(device), cfg, spec, device)
     metrics: dict[str, Any] = {"client": float(data.client_id), **scores}
     if pairs and shares_statistics(cfg):
         metrics.update({STATS_KEY: pack_stats(get_weights(model.cpu()), pairs), COUNT_KEY: float(len(data.train))})

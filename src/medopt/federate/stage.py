@@ -52,7 +52,7 @@ class FederatedModel:
 def global_evaluator(cfg: ExperimentConfig, spec: TaskSpec, dataset: ImageDataset) -> Callable[[NDArrays], Any]:
     """``weights -> (loss, metrics)`` on the global held-out test split, with the evaluation stage's full metric set."""
     from medopt.data import make_loader
-    from medopt.train.losses import build_loss
+    from medopt.train.losses import evaluation_loss
     from medopt.train.loop import evaluate_epoch
     from medopt.train.seeding import resolve_device
 
@@ -60,7 +60,7 @@ def global_evaluator(cfg: ExperimentConfig, spec: TaskSpec, dataset: ImageDatase
     model = build_client_model(cfg, spec).to(device)
     loader = make_loader(dataset.test, cfg.data.preprocess, batch_size=max(cfg.train.batch_size, 256), shuffle=False,
                          seed=0, task=spec.task)
-    loss_fn = build_loss(spec.task, cfg.train, None).to(device)
+    loss_fn = evaluation_loss(spec.task, cfg.train).to(device)
 
     def evaluate(weights: NDArrays) -> tuple[float, dict[str, float]]:
         set_weights(model, weights)

@@ -56,6 +56,15 @@ def inverse_frequency_weights(counts: np.ndarray) -> np.ndarray:
     return inv / inv.mean()
 
 
+def evaluation_loss(task: Task, cfg: TrainConfig) -> nn.Module:
+    """The loss reported on held-out data: unweighted, so scores stay comparable across runs and clients.
+
+    Class weighting is a training choice made from training counts; a client's or the server's held-out split
+    has no business being scored with it.
+    """
+    return build_loss(task, cfg.model_copy(update={"class_weighting": False}), None)
+
+
 def positive_weights(counts: np.ndarray) -> np.ndarray:
     """Per-label pos_weight = negatives / positives, from (2, K) counts [negatives; positives]."""
     c = np.asarray(counts, dtype=np.float64)
