@@ -27,6 +27,7 @@ from typing import Any
 
 from _common import SHARED_DATA, goal, print_table, write_results
 
+MIN_TRAINED_BACC = 0.6
 MODELS = ("resnet50", "efficientnet_b0", "mobilenetv2_100", "densenet121")
 RECIPES = ("fp32-onnx", "int8-static", "int8-pt2e", "prune30+ft", "prune30+ft+int8", "prune50+ft+int8",
            "unstructured50")
@@ -49,6 +50,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--warmup", default="", metavar="SIZE:EPOCHS,...",
                    help="progressive resizing: epochs at smaller sizes on the full training split before the "
                         "--epochs at --size on --train-samples (e.g. 64:5; default none)")
+    p.add_argument("--final-lr", type=float, default=None,
+                   help="lr of the epochs at --size after a warm-up (default 1e-4: a fresh Adam at 1e-3 after the "
+                        "size change knocked MobileNetV2's operating point to one class)")
     return p.parse_args()
 
 
@@ -57,7 +61,8 @@ def _warmup_stages(text: str) -> list[tuple[int, int]]:
     return [(int(size), int(epochs)) for size, epochs in (part.split(":") for part in text.split(",") if part)]
 
 
-def _config(args: argparse.Namespace, model: str, size: int | None = None, epochs: int | None = None) -> Any:
+def _config(args: argparse.Namespace, model: str, size: int | None = None, epochs: int | None = None,
+            lr: float = 1e-3) -> Any:
     from medopt.config import load_config
 
     npz = SHARED_DATA / "pneumoniamnist.npz"
@@ -65,7 +70,8 @@ def _config(args: argparse.Namespace, model: str, size: int | None = None, epoch
         "data.source=medmnist", f"data.path={npz}", "data.class_names=[normal, pneumonia]",
         f"data.preprocess.image_size={size or args.size}", "data.preprocess.to_rgb=true",
         f"model.name={model}", f"train.epochs={epochs or args.epochs}", "train.batch_size=32", "train.optimizer=adam",
-        "train.lr=0.001", "train.scheduler.kind=none", "train.device=cpu", "train.monitor=val_bacc",
+        f"train.lr={lr}", "train.scheduler.kind=none", "train.device=cpu", "train.monitor=val_bacc",
+        "train.class_weighting=true",
         f"compress.recipes=[{', '.join(args.recipes)}]", "compress.finetune_epochs=1",
         f"compress.prune_steps={args.prune_steps}",
         "compress.accuracy_budget=0.01", "compress.calibration_samples=128", "compress.enabled=true",
@@ -94,12 +100,15 @@ def _goals(model: str, rows: list[dict[str, Any]], best: str | None) -> list[dic
         return [goal(f"{model}: a recipe within the accuracy budget", 0.0, ">= 1", False)]
     row = next(r for r in rows if r["name"] == best)
     loss = rows[0]["bacc"] - row["bacc"]
+    trained = rows[0]["bacc"] >= MIN_TRAINED_BACC  # at chance, "accuracy kept" means nothing
     return [
+        goal(f"{model}: the fp32 model is trained (test balanced accuracy)", rows[0]["bacc"],
+             f">= {MIN_TRAINED_BACC}", trained),
         goal(f"{model} {best}: speed-up at batch 1 vs ORT fp32", row["speedup_b1_vs_ort"], ">= 2.0",
              row["speedup_b1_vs_ort"] >= 2.0),
         goal(f"{model} {best}: smaller than the fp32 ONNX file", row["size_ratio_vs_onnx"], ">= 4.0",
              row["size_ratio_vs_onnx"] >= 4.0),
-        goal(f"{model} {best}: test balanced-accuracy loss vs fp32", loss, "<= 0.01", loss <= 0.01),
+        goal(f"{model} {best}: test balanced-accuracy loss vs fp32", loss, "<= 0.01", trained and loss <= 0.01),
     ]
 
 
@@ -108,11 +117,12 @@ def _run_model(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any
     from medopt.compress.engine import MeasureSettings, compress_model
     from medopt.train.stage import train_model
 
-    cfg = _config(args, name)
+    stages = _warmup_stages(args.warmup)
+    cfg = _config(args, name, lr=(args.final_lr or 1e-4) if stages else 1e-3)
     dataset = _dataset(cfg, args.train_samples)
     started = time.perf_counter()
     model = None
-    for size, epochs in _warmup_stages(args.warmup):  # progressive resizing: cheap epochs at small sizes first
+    for size, epochs in stages:  # progressive resizing: cheap epochs at small sizes first
         small = _config(args, name, size=size, epochs=epochs)
         model, warm = train_model(small, _dataset(small, None), model=model)
         print(f"{name}: warm-up at {size} px, {epochs} epochs: val bacc {warm.best_score:.3f}"

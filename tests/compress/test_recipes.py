@@ -100,3 +100,17 @@ def test_int8_calibration_backs_off_and_keeps_the_best(tmp_path, trained: nn.Mod
     assert tried == ["minmax", "percentile"] and not cm.within_budget and cm.notes
     assert cm.val_bacc == pytest.approx(max(a["val_bacc"] for a in cm.attempts))
     assert sorted(p.name for p in cm.path.parent.iterdir()) == ["model.onnx"]  # the losers are removed
+
+
+def test_export_agreement_is_checked_on_validation_images(tmp_path, monkeypatch, trained: nn.Module,
+                                                          data: CompressData, ccfg: CompressConfig,
+                                                          train_cfg: TrainConfig) -> None:
+    from medopt.compress import recipes
+
+    seen: list[torch.Tensor] = []
+    real = recipes.check_onnx_agreement
+    monkeypatch.setattr(recipes, "check_onnx_agreement", lambda m, p, x, **kw: (seen.append(x), real(m, p, x, **kw)))
+    path = recipes.export_checked(_ctx(tmp_path, trained, data, ccfg, train_cfg), trained, tmp_path / "m.onnx")
+    first = next(data.batches("val", chunk=5))
+    assert path.exists() and [len(x) for x in seen] == [1, 5]
+    assert torch.equal(seen[0], first[:1]) and torch.equal(seen[1], first[:5])  # real images, not noise

@@ -116,10 +116,17 @@ RECIPES: Registry[Recipe] = Registry("compression recipe")
 
 
 def export_checked(ctx: RecipeContext, model: nn.Module, path: Path) -> Path:
-    """Export to ONNX and raise unless it agrees with PyTorch on batch 1 and batch 5 (dynamic batch)."""
+    """Export to ONNX and raise unless it agrees with PyTorch on batch 1 and batch 5 (dynamic batch).
+
+    The check runs on real validation images, not noise: a pruned and fine-tuned network can map Gaussian noise to
+    logits in the tens of thousands, where fp32 summation order alone moves them past the tolerance.
+    """
     export_onnx(model, path, input_shape=ctx.data.input_shape, opset=ctx.cfg.onnx_opset)
+    images = next(ctx.data.batches("val", chunk=5), None)
+    if images is None:  # no validation split: fall back to the fixed seeded batch
+        images = ctx.example(5)
     for batch in (1, 5):
-        check_onnx_agreement(model, path, ctx.example(batch))
+        check_onnx_agreement(model, path, images[:batch])
     return path
 
 
