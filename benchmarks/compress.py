@@ -54,7 +54,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="threads for every candidate (default: all cores)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per latency (after warm-up)")
     p.add_argument("--prune-steps", type=int, default=2, help="iterative prune + fine-tune steps per ratio tried")
-    p.add_argument("--warmup", default="", metavar="SIZE:EPOCHS,...",
+    p.add_argument("--warmup", type=_warmup_stages, default=[], metavar="SIZE:EPOCHS,...",
                    help="progressive resizing: epochs at smaller sizes on the full training split before the "
                         "--epochs at --size on --train-samples (e.g. 64:5; default none)")
     p.add_argument("--calibration", nargs="+", default=["minmax"], choices=["minmax", "percentile", "entropy"],
@@ -66,8 +66,14 @@ def _args() -> argparse.Namespace:
 
 
 def _warmup_stages(text: str) -> list[tuple[int, int]]:
-    """``"64:5,112:1"`` -> [(64, 5), (112, 1)]."""
-    return [(int(size), int(epochs)) for size, epochs in (part.split(":") for part in text.split(",") if part)]
+    """``"64:5,112:1"`` -> [(64, 5), (112, 1)]; argparse reports a malformed value as a usage error."""
+    try:
+        stages = [(int(size), int(epochs)) for size, epochs in (part.split(":") for part in text.split(",") if part)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE:EPOCHS[,SIZE:EPOCHS...], got {text!r}") from None
+    if any(size < 8 or epochs < 1 for size, epochs in stages):
+        raise argparse.ArgumentTypeError(f"sizes must be >= 8 px and epochs >= 1, got {text!r}")
+    return stages
 
 
 def _config(args: argparse.Namespace, model: str, size: int | None = None, epochs: int | None = None,
@@ -128,7 +134,7 @@ def _run_model(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any
     from medopt.compress.engine import MeasureSettings, compress_model
     from medopt.train.stage import train_model
 
-    stages = _warmup_stages(args.warmup)
+    stages = args.warmup
     cfg = _config(args, name, lr=(args.final_lr or 1e-4) if stages else 1e-3)
     dataset = _dataset(cfg, args.train_samples)
     started = time.perf_counter()
