@@ -114,3 +114,26 @@ def test_export_agreement_is_checked_on_validation_images(tmp_path, monkeypatch,
     first = next(data.batches("val", chunk=5))
     assert path.exists() and [len(x) for x in seen] == [1, 5]
     assert torch.equal(seen[0], first[:1]) and torch.equal(seen[1], first[:5])  # real images, not noise
+
+
+def test_prune_int8_backs_off_until_the_int8_model_fits(tmp_path, monkeypatch, trained: nn.Module,
+                                                        data: CompressData, ccfg: CompressConfig,
+                                                        train_cfg: TrainConfig) -> None:
+    from medopt.compress import recipes
+
+    ctx = _ctx(tmp_path, trained, data, ccfg.model_copy(update={"accuracy_budget": 0.01}), train_cfg)
+    for ratio in (0.3, 0.2, 0.1):  # every pruned fp32 model fits the budget...
+        ctx._pruned[(ratio, True)] = (trained, ctx.baseline_val_bacc)
+    int8_bacc = {"ratio30": ctx.baseline_val_bacc - 0.05, "ratio20": ctx.baseline_val_bacc - 0.005}
+
+    def fake_int8(_ctx, _model, folder):  # ...but int8 costs 5 points at 30% and half a point at 20%
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.onnx").write_bytes(recipes.export_checked(ctx, trained, folder / "real.onnx").read_bytes())
+        return folder / "model.onnx", int8_bacc[folder.name], [{"calibration": "minmax", "val_bacc": 0.0}]
+
+    monkeypatch.setattr(recipes, "_quantized_pruned", fake_int8)
+    cm = RECIPES.get("prune30+ft+int8")(ctx)
+    assert cm.ratio == 0.2 and cm.within_budget and not cm.notes
+    assert [a["ratio"] for a in cm.attempts if "ratio" in a] == [0.3, 0.2]  # 10% never needed
+    assert len([a for a in cm.attempts if "calibration" in a]) == 2  # int8 tried at 30% and at 20%
+    assert cm.path == ctx.recipe_dir("prune30+ft+int8") / "model.onnx" and cm.path.exists()
