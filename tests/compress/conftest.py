@@ -43,7 +43,7 @@ def _trained(data: CompressData, train_cfg: TrainConfig) -> torch.nn.Module:
 
     torch.manual_seed(0)
     model = create_model(ModelConfig(name="tiny_cnn"), in_chans=1, num_classes=2, input_size=SIZE)
-    finetune(model, data, train_cfg, CompressConfig(finetune_lr=3e-3), epochs=3)
+    finetune(model, data, train_cfg, CompressConfig(finetune_lr=3e-3), epochs=3, keep_if_worse=True)
     return model.eval()
 
 

@@ -9,6 +9,8 @@ from medopt.compress.errors import CompressError
 def test_ratio_schedule() -> None:
     assert ratio_schedule(0.5, 0.1, 0.1) == [0.5, 0.4, 0.3, 0.2, 0.1]
     assert ratio_schedule(0.3, 0.1, 0.3) == [0.3]
+    assert ratio_schedule(0.2, 0.1, 0.05) == [0.2, 0.1, 0.05]  # the mildest allowed ratio always ends the list
+    assert ratio_schedule(0.3, 0.2, 0.1) == [0.3, 0.1]
     with pytest.raises(CompressError, match="min_ratio"):
         ratio_schedule(0.5, 0.1, 0.6)
 

@@ -14,7 +14,8 @@ from federate_helpers import make_config
 from medopt.data import make_loader
 from medopt.data.types import ArraySplit
 from medopt.federate.aggregate import weighted_average
-from medopt.federate.batchnorm import pack_stats, pool_stats, recalibrate_batchnorm, stat_pairs, unpack_stats
+from medopt.federate.batchnorm import pack_stats, pool_stats, stat_pairs, unpack_stats
+from medopt.models.batchnorm import recalibrate_batchnorm
 from medopt.federate.client import build_client_model, evaluate_client, fit_client
 from medopt.federate.errors import FederateError
 from medopt.federate.partitions import split_clients

@@ -21,7 +21,10 @@ _EPS = 1e-9
 
 
 def ratio_schedule(start: float, step: float, min_ratio: float) -> list[float]:
-    """``start, start - step, ...`` down to ``min_ratio`` (inclusive), e.g. 0.5, 0.4, 0.3, 0.2, 0.1."""
+    """``start, start - step, ...``, always ending at ``min_ratio``: 0.2, 0.1, 0.05 for a min_ratio of 0.05.
+
+    Why end there: the mildest ratio the config allows is always tried before the budget gives up.
+    """
     if not 0 < min_ratio <= start < 1 or step <= 0:
         raise CompressError(f"ratio schedule needs 0 < min_ratio <= start < 1 and step > 0, got {min_ratio}, "
                             f"{start}, {step}")
@@ -29,7 +32,7 @@ def ratio_schedule(start: float, step: float, min_ratio: float) -> list[float]:
     while True:
         r = round(start - k * step, 6)
         if r < min_ratio - _EPS:
-            return out
+            return out if abs(out[-1] - min_ratio) <= _EPS else [*out, round(min_ratio, 6)]
         out.append(r)
         k += 1
 

@@ -140,7 +140,7 @@ def qat_pt2e(
         prepared = prepare_qat_pt2e(graph, _quantizer(is_qat=True))
     except Exception as exc:
         raise Pt2eError(f"prepare_qat_pt2e failed for {type(model).__name__}: {type(exc).__name__}: {exc}") from None
-    finetune(_switchable(prepared), data, train, cfg, epochs=max(1, cfg.finetune_epochs))
+    finetune(_switchable(prepared), data, train, cfg, epochs=max(1, cfg.finetune_epochs), keep_if_worse=True)
     move_exported_model_to_eval(prepared)
     try:
         return _switchable(convert_pt2e(prepared))

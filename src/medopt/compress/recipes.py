@@ -21,7 +21,7 @@ from torch import nn
 from medopt.compress.budget import back_off, ratio_schedule, within_budget
 from medopt.compress.data import CompressData
 from medopt.compress.export import check_onnx_agreement, export_onnx
-from medopt.compress.finetune import finetune
+from medopt.compress.finetune import finetune, recalibrate_pruned
 from medopt.compress.footprint import FootprintKind
 from medopt.compress.measure import Predictor, onnx_predictor, split_bacc, torch_predictor
 from medopt.compress.prune import count_params_macs, prune_structured, unstructured_prune
@@ -154,7 +154,12 @@ def _prune_attempt(ctx: RecipeContext, ratio: float, tune: bool) -> tuple[nn.Mod
 def _prune_fresh(ctx: RecipeContext, ratio: float, tune: bool) -> tuple[nn.Module, float]:
     model = copy.deepcopy(ctx.model).eval()
     teacher = ctx.model if (tune and ctx.cfg.distill) else None
-    hook = (lambda m, _step: finetune(m, ctx.data, ctx.train, ctx.cfg, teacher=teacher)) if tune else None
+
+    def hook(m: nn.Module, _step: int) -> None:
+        recalibrate_pruned(m, ctx.data, ctx.cfg.bn_recalibration_samples)
+        if tune:
+            finetune(m, ctx.data, ctx.train, ctx.cfg, teacher=teacher)
+
     grad = ctx.data.labelled_batch(min(32, len(ctx.data.dataset.train))) if ctx.cfg.prune_importance == "taylor" else None
     prune_structured(model, ctx.example(), ctx.cfg, ratio=ratio, grad_batch=grad, after_step=hook)
     return model, split_bacc(torch_predictor(model), ctx.data)

@@ -93,6 +93,9 @@ class CompressConfig(Section):
     backoff_step: float = Field(0.1, gt=0, lt=1, description="Pruning ratio decrement when the budget is exceeded.")
     min_ratio: float = Field(0.1, gt=0, lt=1, description="Smallest pruning ratio tried before giving up.")
     round_to: int = Field(8, ge=1, description="Keep channel counts multiples of this (fast kernels).")
+    bn_recalibration_samples: int = Field(
+        512, ge=0, description="Training images whose BatchNorm statistics are re-estimated after each pruning step "
+                               "(0: keep the unpruned network's statistics).")
     finetune_epochs: int = Field(2, ge=0)
     finetune_lr: float = Field(1e-4, gt=0)
     distill: bool = Field(False, description="Distil from the unpruned teacher while fine-tuning.")

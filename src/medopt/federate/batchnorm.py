@@ -1,11 +1,12 @@
-"""Re-estimate BatchNorm running statistics for a client's final local weights before they leave the client.
+"""BatchNorm statistics in federation: re-estimated for a client's final local weights, pooled at the server.
 
 Why: during local training the running mean/var are an exponential average (momentum 0.1) over the batches of
 one round, trailing weights that move fast (the client optimizer starts afresh every round). The client then
 ships weights and statistics that do not belong together, the server averages them, and the global model in
 eval mode sees activations its statistics do not describe: on PneumoniaMNIST it ranked well (AUC 0.93) but
 predicted almost one class (balanced accuracy 0.55). An exact pass over the local training data with the final
-weights makes every client's statistics those of the weights it sends.
+weights (``medopt.models.batchnorm.recalibrate_batchnorm``) makes every client's statistics those of the
+weights it sends.
 
 Averaging weights changes activation statistics again (the mean of diverged models has other feature
 variances), so the clients also measure the *global* weights on their data in the evaluate phase and the server
@@ -14,50 +15,13 @@ pools those statistics (:func:`pool_stats`) into the global model before it is s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch import nn
 
 from medopt.federate.errors import FederateError
-from medopt.models.transfer import freeze_frozen_batchnorm
-
-
-def trainable_batchnorms(model: nn.Module) -> list[_BatchNorm]:
-    """BatchNorm layers that track running statistics and are not frozen (those training would update).
-
-    Leaves ``model`` in training mode (frozen BatchNorm layers in eval mode), as a training step would.
-    """
-    model.train()
-    freeze_frozen_batchnorm(model)
-    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats and m.training]
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device) -> int:
-    """Replace the running statistics of the trainable BatchNorm layers by their plain average over ``loader``.
-
-    The weights are untouched; the model is left in eval mode. Returns the number of batches seen (0 when the
-    model has no trainable BatchNorm, in which case nothing is run).
-    """
-    layers = trainable_batchnorms(model)
-    batches = 0
-    if layers:
-        saved = [m.momentum for m in layers]
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average: every batch weighs the same
-        try:
-            for x, _ in loader:
-                model(x.to(device, non_blocking=True))
-                batches += 1
-        finally:
-            for m, momentum in zip(layers, saved):
-                m.momentum = momentum
-    model.eval()
-    return batches
+from medopt.models.batchnorm import trainable_batchnorms
 
 
 def stat_pairs(model: nn.Module) -> list[tuple[int, int]]:
