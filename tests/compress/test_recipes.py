@@ -13,7 +13,7 @@ from medopt.config import CompressConfig, TrainConfig
 from medopt.registry import UnknownNameError
 
 NAMED = ("fp32-onnx", "prune30", "prune50", "prune30+ft", "prune50+ft", "int8-static", "int8-pt2e",
-         "prune50+ft+int8", "prune30+ft+int8", "unstructured50")
+         "prune50+ft+int8", "prune30+ft+int8", "prune20+int8", "unstructured50")
 
 
 def test_every_named_recipe_resolves() -> None:

@@ -337,6 +337,7 @@ def register_defaults(registry: Registry[Recipe]) -> None:
         r = pct / 100
         registry.add(f"prune{pct}", _prune_recipe(f"prune{pct}", r, tune=False, int8=False))
         registry.add(f"prune{pct}+ft", _prune_recipe(f"prune{pct}+ft", r, tune=True, int8=False))
+        registry.add(f"prune{pct}+int8", _prune_recipe(f"prune{pct}+int8", r, tune=False, int8=True))
         registry.add(f"prune{pct}+ft+int8", _prune_recipe(f"prune{pct}+ft+int8", r, tune=True, int8=True))
 
 
