@@ -46,15 +46,50 @@ def test_the_offset_is_applied_once_and_must_fit_the_outputs(tmp_path, data: Com
         add_output_offset(ref, np.zeros(2, np.float32))
 
 
+def _corrected_in_graph(path) -> bool:  # noqa: ANN001
+    import onnx
+
+    return any(n.name == "int8_output_correction" for n in onnx.load(str(path)).graph.node)
+
+
 @pytest.mark.parametrize("correct", [True, False])
-def test_int8_attempts_record_the_correction(tmp_path, trained: nn.Module, data: CompressData, ccfg: CompressConfig,
-                                             train_cfg: TrainConfig, correct: bool) -> None:
-    cfg = ccfg.model_copy(update={"int8_output_correction": correct})
-    ctx = RecipeContext(trained, data, cfg, train_cfg, tmp_path, 1, split_bacc(torch_predictor(trained), data))
+def test_a_missed_budget_escalates_to_the_corrected_file(tmp_path, trained: nn.Module, data: CompressData,
+                                                         ccfg: CompressConfig, train_cfg: TrainConfig,
+                                                         correct: bool) -> None:
+    cfg = ccfg.model_copy(update={"int8_output_correction": correct, "accuracy_budget": 0.0})
+    ctx = RecipeContext(trained, data, cfg, train_cfg, tmp_path, 1, 1.01)  # unreachable: every step is tried
     cm = RECIPES.get("int8-static")(ctx)
-    attempt = cm.attempts[0]
-    assert ("output_offset" in attempt) is correct and ("val_bacc_uncorrected" in attempt) is correct
+    assert [a["output_correction"] for a in cm.attempts] == ([False, True] if correct else [False])
     if correct:
-        assert len(attempt["output_offset"]) == 2
-        import onnx
-        assert any(n.name == "int8_output_correction" for n in onnx.load(str(cm.path)).graph.node)
+        assert len(cm.attempts[1]["output_offset"]) == 2
+
+
+def test_a_file_within_budget_is_kept_uncorrected(tmp_path, trained: nn.Module, data: CompressData,
+                                                  ccfg: CompressConfig, train_cfg: TrainConfig) -> None:
+    ctx = RecipeContext(trained, data, ccfg, train_cfg, tmp_path, 1, split_bacc(torch_predictor(trained), data))
+    cm = RECIPES.get("int8-static")(ctx)  # ccfg's budget is 1.0: the first file fits
+    assert [a["output_correction"] for a in cm.attempts] == [False] and not _corrected_in_graph(cm.path)
+
+
+def test_the_kept_corrected_file_holds_the_correction(tmp_path, monkeypatch, trained: nn.Module,
+                                                      data: CompressData, ccfg: CompressConfig,
+                                                      train_cfg: TrainConfig) -> None:
+    """When only the corrected file fits, that file (with its Add) is the one kept."""
+    import medopt.compress.recipes as recipes
+
+    real, real_correct = recipes.split_bacc, recipes.correct_output_bias
+    _scoring_corrected = [False]  # every file scores 0.1 until a correction was made, then 0.9
+    monkeypatch.setattr(recipes, "split_bacc",
+                        lambda predictor, d, split="val": 0.9 if _scoring_corrected[0] else 0.1)
+
+    def correct(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        _scoring_corrected[0] = True
+        return real_correct(*args, **kwargs)
+
+    monkeypatch.setattr(recipes, "correct_output_bias", correct)
+    ctx = RecipeContext(trained, data, ccfg.model_copy(update={"accuracy_budget": 0.01}), train_cfg, tmp_path, 1,
+                        real(torch_predictor(trained), data))
+    ctx.baseline_val_bacc = 0.9
+    cm = RECIPES.get("int8-static")(ctx)
+    assert [a["within_budget"] for a in cm.attempts] == [False, True]
+    assert _corrected_in_graph(cm.path) and sorted(p.name for p in cm.path.parent.iterdir()) == ["model.onnx"]

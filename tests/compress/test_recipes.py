@@ -96,8 +96,9 @@ def test_int8_calibration_backs_off_and_keeps_the_best(tmp_path, trained: nn.Mod
     ctx = _ctx(tmp_path, trained, data, cfg, train_cfg)
     ctx.baseline_val_bacc = 1.01  # unreachable: every calibration is tried
     cm = RECIPES.get("int8-static")(ctx)
-    tried = [a["calibration"] for a in cm.attempts]
-    assert tried == ["minmax", "percentile"] and not cm.within_budget and cm.notes
+    tried = [(a["calibration"], a["output_correction"]) for a in cm.attempts]
+    assert tried == [("minmax", False), ("minmax", True), ("percentile", False), ("percentile", True)]
+    assert not cm.within_budget and cm.notes
     assert cm.val_bacc == pytest.approx(max(a["val_bacc"] for a in cm.attempts))
     assert sorted(p.name for p in cm.path.parent.iterdir()) == ["model.onnx"]  # the losers are removed
 

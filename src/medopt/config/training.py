@@ -106,8 +106,8 @@ class CompressConfig(Section):
         ("minmax",), min_length=1,
         description="ORT int8 calibration, tried in order until one stays within the accuracy budget.")
     int8_output_correction: bool = Field(
-        True, description="Cancel the int8 model's mean logit shift measured on the calibration images "
-                          "(label-free output bias correction).")
+        True, description="When an int8 file misses the accuracy budget, try it again with its mean logit shift "
+                          "on the calibration images cancelled (label-free output bias correction).")
     onnx_opset: int = Field(17, ge=13, le=23)
     num_threads: int | None = Field(None, ge=1, description="Threads for latency measurements; default all cores.")
     pt2e_compile: bool = Field(True, description="Also time PT2E int8 under torch.compile (slow first call).")
