@@ -36,6 +36,12 @@ def test_uniform_half_ratio_halves_hidden_widths() -> None:
     assert model.get_classifier().in_features == 32
 
 
+def test_layers_too_narrow_for_one_round_to_unit_are_left_whole() -> None:
+    model = tiny("tiny_cnn")  # 25% of 16 channels is 4, less than one unit of 8: rounding would remove 50%
+    prune_structured(model, torch.randn(2, 1, SIZE, SIZE), CompressConfig(prune_steps=1, round_to=8), ratio=0.25)
+    assert [c.out_channels for c in _convs(model)] == [8, 16, 24, 48]
+
+
 def test_taylor_needs_and_uses_gradients() -> None:
     cfg = CompressConfig(prune_importance="taylor", prune_steps=1)
     x = torch.randn(4, 1, SIZE, SIZE)

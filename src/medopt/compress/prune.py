@@ -80,6 +80,19 @@ def _taylor_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
     loss.backward()
 
 
+def too_narrow(model: nn.Module, ratio: float, round_to: int) -> list[nn.Module]:
+    """Convolutions too narrow to lose ``ratio`` of their channels in whole units of ``round_to``.
+
+    Why: channel counts are rounded to multiples of ``round_to``, so "5%" of a 16-channel layer removes 8 channels
+    (50%) and of a 24-channel one 8 (33%). MobileNetV2 asked for 5% lost 18 validation points that way, nearly all
+    in its narrow early layers. Such layers are left whole: a layer is pruned only if ``ratio`` of it is at least
+    one unit of ``round_to`` channels.
+    """
+    if round_to <= 1:
+        return []
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.out_channels * ratio < round_to]
+
+
 def _check_ratio(ratio: float) -> None:
     if not 0.0 < ratio < 1.0:
         raise CompressError(f"pruning ratio must be in (0, 1), got {ratio}")
@@ -111,10 +124,11 @@ def prune_structured(
     out_before = getattr(head, "out_features", None)
     params0, macs0 = count_params_macs(model, example)
     model.eval()
+    narrow = too_narrow(model, ratio, cfg.round_to)
     pruner = tp.pruner.MetaPruner(
         model, example, importance=_importance(cfg), pruning_ratio=ratio, iterative_steps=cfg.prune_steps,
-        global_pruning=cfg.prune_scope == "global", max_pruning_ratio=MAX_LAYER_RATIO, ignored_layers=[head],
-        round_to=cfg.round_to,
+        global_pruning=cfg.prune_scope == "global", max_pruning_ratio=MAX_LAYER_RATIO,
+        ignored_layers=[head, *narrow], round_to=cfg.round_to,
     )
     steps: list[dict[str, float]] = []
     for step in range(cfg.prune_steps):
