@@ -5,8 +5,8 @@ of the logits. A decision is a threshold on logits, so a shift moves the operati
 (AUC) is kept: ResNet-50 pruned 20%, fine-tuned and quantized kept validation AUC (0.930 -> 0.925) but its mean
 logit margin fell from +0.97 to +0.59 and balanced accuracy lost 3.7 points. The correction is label-free: the
 mean difference between the fp32 and the int8 logits on the calibration images (Nagel et al., 2019, "empirical
-bias correction", applied at the output), added to the int8 graph as one fp32 ``Add``. The recipes apply it only after an int8 file
-misses the accuracy budget (see ``calibrated_int8``).
+bias correction", applied at the output), added to the int8 graph as one fp32 ``Add``. The recipes apply it only
+after an int8 file misses the accuracy budget (see ``calibrated_int8``).
 """
 
 from __future__ import annotations
