@@ -38,6 +38,9 @@ def test_yaml_and_overrides(tmp_path: Path) -> None:
         ("train: {epochs: 3}\n", ["train.epochs.x=1"], "'epochs' is not a section"),
         ("- a\n- b\n", [], "must hold a mapping"),
         ("a: [1\n", [], "is not valid YAML"),
+        ("", ["compress.bn_recalibration_samples=-1"],
+         "config error at compress.bn_recalibration_samples: Input should be greater than or equal to 0"),
+        ("", ["compress.int8_output_correction=maybe"], "config error at compress.int8_output_correction"),
     ],
 )
 def test_bad_config_is_one_readable_line(tmp_path: Path, text: str, overrides: list[str], expected: str) -> None:
