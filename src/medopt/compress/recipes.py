@@ -233,9 +233,10 @@ def fp32_onnx(ctx: RecipeContext) -> CompressedModel:
 
 
 def calibrated_int8(ctx: RecipeContext, fp32: Path, folder: Path) -> tuple[Path, float, list[dict[str, Any]]]:
-    """ORT static int8 of ``fp32``, escalating until a file fits the budget: each calibration method in turn
-    (``compress.calibration_methods``), and after each method that misses, the same file with its output bias
-    corrected (``compress.int8_output_correction``).
+    """ORT static int8 of ``fp32``, escalating through calibrations and output bias correction until one fits.
+
+    The order: each of ``compress.calibration_methods`` in turn and, after each method that misses the budget,
+    the same file with its output bias corrected (``compress.int8_output_correction``).
 
     Returns the kept file (the first within budget, else the best by validation bacc), its val bacc, and every
     attempt. Why a back-off: MinMax keeps every range and is fastest to calibrate; when a few extreme activations
