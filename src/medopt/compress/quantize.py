@@ -39,12 +39,13 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calibration: torch.Tensor,
-                         method: str = "minmax") -> Path:
+                         method: str = "minmax", op_types: list[str] | None = None) -> Path:
     """Static int8 QDQ model (per-channel int8 weights, uint8 activations, ``method`` calibration on ``calibration``).
 
     ``quant_pre_process`` (shape inference and graph optimisation) runs first, as ONNX Runtime recommends.
     MinMax keeps every activation's full range; percentile (99.999th) and entropy clip rare outliers, which can
-    save models whose activation ranges are dominated by a few extreme values.
+    save models whose activation ranges are dominated by a few extreme values. ``op_types`` limits quantization
+    to those ONNX op types (default: every type ONNX Runtime can quantize).
     """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -74,7 +75,8 @@ def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calibratio
         except Exception as exc:  # onnxruntime raises plain Exceptions from shape inference
             raise CompressError(f"{fp32_path}: quant_pre_process failed: {type(exc).__name__}: {exc}") from None
         quantize_static(str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, calibrate_method=calibrate)
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, calibrate_method=calibrate,
+                        op_types_to_quantize=op_types)
     logger.info("ORT static int8 (%s calibration): %s (%.1f KiB)", method, out, out.stat().st_size / 1024)
     return out
 
