@@ -138,7 +138,7 @@ def _goals(model: str, rows: list[dict[str, Any]], best: str | None) -> list[dic
 
 
 def _run_model(args: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
-    from medopt.compress.data import CompressData
+    from medopt.compress.split_inputs import CompressData
     from medopt.compress.engine import MeasureSettings, compress_model
     from medopt.train.stage import train_model
 

@@ -80,11 +80,11 @@ def _centralized(cfg: Any, dataset: Any) -> dict[str, Any]:
     """Same clients' training data pooled, same epochs, optimizer, model; no selection (as in the federation)."""
     import numpy as np
 
-    from medopt.federate.client import build_client_model
+    from medopt.federate.local_training import build_client_model
     from medopt.federate.partitions import split_clients
-    from medopt.federate.spec import task_spec
+    from medopt.federate.task import task_spec
     from medopt.federate.stage import global_evaluator
-    from medopt.federate.weights import get_weights
+    from medopt.federate.arrays import get_weights
     from medopt.data import make_loader
     from medopt.data.types import ArraySplit
     from medopt.train.losses import build_loss, count_classes
@@ -111,9 +111,9 @@ def _centralized(cfg: Any, dataset: Any) -> dict[str, Any]:
 
 def _local_round_seconds(cfg: Any, dataset: Any, weights: Any) -> float:
     """One round's work without federation: every hospital's fit + evaluate in this process, then the global test."""
-    from medopt.federate.client import evaluate_client, fit_client
+    from medopt.federate.local_training import evaluate_client, fit_client
     from medopt.federate.partitions import split_clients
-    from medopt.federate.spec import task_spec
+    from medopt.federate.task import task_spec
     from medopt.federate.stage import global_evaluator
 
     spec, clients = task_spec(cfg, dataset), split_clients(dataset, cfg)
@@ -128,7 +128,7 @@ def _local_round_seconds(cfg: Any, dataset: Any, weights: Any) -> float:
 
 def _federated(cfg: Any, dataset: Any, run_dir: Path) -> dict[str, Any]:
     from medopt.federate.stage import federate_dataset
-    from medopt.federate.weights import get_weights
+    from medopt.federate.arrays import get_weights
 
     start = time.perf_counter()
     fed = federate_dataset(cfg, dataset, run_dir=run_dir)

@@ -51,7 +51,7 @@ def _store_model(args: argparse.Namespace, work: Path) -> tuple[Any, Path]:
     from medopt.compress.export import export_onnx
     from medopt.config import ExperimentConfig, ModelConfig, PreprocessConfig
     from medopt.models import create_model
-    from medopt.models.checkpoint import save_model_file
+    from medopt.models.model_file import save_model_file
     from medopt.store import LocalStore
 
     torch.manual_seed(0)

@@ -46,7 +46,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from medopt.config import ConfigError
     from medopt.data import DataError
     from medopt.models import ModelError
-    from medopt.models.checkpoint import CheckpointError
+    from medopt.models.model_file import CheckpointError
     from medopt.pipeline.runner import PipelineFailed
     from medopt.registry import UnknownNameError
     from medopt.store import StoreError

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.config import CompressConfig, ModelConfig, PreprocessConfig, SyntheticConfig, TrainConfig
 from medopt.data.synthetic import synthetic_dataset
 from medopt.models import create_model

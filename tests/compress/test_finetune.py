@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.finetune import finetune, recalibrate_pruned
 from medopt.config import CompressConfig, TrainConfig
 from compress_helpers import tiny

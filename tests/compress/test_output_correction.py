@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.errors import CompressError
 from medopt.compress.export import export_onnx
 from medopt.compress.measure import onnx_predictor, split_bacc, torch_predictor

@@ -6,7 +6,7 @@ import torch
 from compress_helpers import SIZE
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.errors import CompressError
 from medopt.compress.export import export_onnx
 from medopt.compress.measure import onnx_predictor, predict_split, torch_predictor

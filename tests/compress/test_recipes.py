@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.engine import compress_model, MeasureSettings
 from medopt.compress.measure import split_bacc, torch_predictor
 from medopt.compress.quantize import qat_pt2e

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import pytest
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.stage import run_compress
 from medopt.compress.step import compress_step
 from medopt.config import ExperimentConfig, PreprocessConfig
 from medopt.data.artifact import save_dataset
-from medopt.models.checkpoint import load_model_file, save_model_file
+from medopt.models.model_file import load_model_file, save_model_file
 from medopt.pipeline.refs import StoreRef
 from medopt.store import open_store
 

@@ -14,15 +14,15 @@ from federate_helpers import make_config
 from medopt.data import make_loader
 from medopt.data.types import ArraySplit
 from medopt.federate.aggregate import weighted_average
-from medopt.federate.batchnorm import pack_stats, pool_stats, stat_pairs, unpack_stats
-from medopt.models.batchnorm import recalibrate_batchnorm
-from medopt.federate.client import build_client_model, evaluate_client, fit_client
+from medopt.federate.bn_stats import pack_stats, pool_stats, stat_pairs, unpack_stats
+from medopt.models.bn_recalibration import recalibrate_batchnorm
+from medopt.federate.local_training import build_client_model, evaluate_client, fit_client
 from medopt.federate.errors import FederateError
 from medopt.federate.partitions import split_clients
 from medopt.federate.rounds import RoundRecorder
-from medopt.federate.spec import task_spec
+from medopt.federate.task import task_spec
 from medopt.federate.strategy import MedoptStrategy
-from medopt.federate.weights import get_weights, set_weights
+from medopt.federate.arrays import get_weights, set_weights
 
 
 def _net() -> nn.Sequential:

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 
 from federate_helpers import make_config
-from medopt.federate.batchnorm import stat_pairs
-from medopt.federate.client import build_client_model, evaluate_client, fit_client
+from medopt.federate.bn_stats import stat_pairs
+from medopt.federate.local_training import build_client_model, evaluate_client, fit_client
 from medopt.federate.errors import FederateError
 from medopt.federate.partitions import split_clients
 from medopt.federate.privacy import global_norm
-from medopt.federate.spec import task_spec
-from medopt.federate.weights import get_weights, nonnegative_mask, set_weights, weight_shapes
+from medopt.federate.task import task_spec
+from medopt.federate.arrays import get_weights, nonnegative_mask, set_weights, weight_shapes
 
 
 def _setup(cfg, dataset):

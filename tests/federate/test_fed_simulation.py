@@ -11,12 +11,12 @@ from flwr.common import bytes_to_ndarray
 
 import federate_helpers
 from federate_helpers import FailOn, make_config
-from medopt.federate.batchnorm import stat_pairs
-from medopt.federate.client import build_client_model
+from medopt.federate.bn_stats import stat_pairs
+from medopt.federate.local_training import build_client_model
 from medopt.federate.privacy import epsilon
-from medopt.federate.spec import task_spec
+from medopt.federate.task import task_spec
 from medopt.federate.stage import federate_dataset, run_federate
-from medopt.federate.weights import nbytes, get_weights, weight_shapes
+from medopt.federate.arrays import nbytes, get_weights, weight_shapes
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 SCALARS = (int, float, str, bool)
@@ -71,7 +71,7 @@ def test_fedavg_server_receives_only_parameters_and_scalar_metrics(tmp_path, dat
 
 def test_fedprox_run_stores_a_loadable_model_with_its_manifest(tmp_path, dataset) -> None:
     from medopt.data.artifact import save_dataset
-    from medopt.models.checkpoint import load_model_file
+    from medopt.models.model_file import load_model_file
     from medopt.store.local import LocalStore
 
     cfg = make_config("federate.strategy=fedprox", "federate.proximal_mu=0.1", f"output_dir={tmp_path / 'runs'}")

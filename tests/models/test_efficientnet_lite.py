@@ -13,7 +13,7 @@ from torch import nn
 from medopt.config import ModelConfig
 from medopt.models import MODELS, ModelError, create_model, load_pretrained_weights
 from medopt.models import efficientnet_lite
-from medopt.models.spec import ModelSpec
+from medopt.models.model_spec import ModelSpec
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

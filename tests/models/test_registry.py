@@ -6,7 +6,7 @@ import pytest
 
 from medopt.config import ModelConfig
 from medopt.models import MODELS, ModelError, ModelSpec, create_model
-from medopt.models.spec import FAMILIES
+from medopt.models.model_spec import FAMILIES
 from medopt.registry import UnknownNameError
 
 EXPECTED = {

@@ -20,7 +20,7 @@ import yaml
 
 from medopt.config import ExperimentConfig, ModelConfig, PreprocessConfig
 from medopt.models import create_model
-from medopt.models.checkpoint import save_model_file
+from medopt.models.model_file import save_model_file
 from medopt.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]

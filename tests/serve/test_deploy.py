@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from medopt.config import DeployConfig, ExperimentConfig, ServeConfig, StoreConfig, load_config
-from medopt.models.checkpoint import load_model_file
+from medopt.models.model_file import load_model_file
 from medopt.pipeline.refs import RefError, StoreRef
 from medopt.serve.__main__ import _parser
 from medopt.serve.artifact import load_served_model

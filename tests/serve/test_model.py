@@ -13,7 +13,7 @@ import pytest
 from serve_fixtures import CLASSES, MODEL_KEY, ONNX_KEY, Stored, direct_probs
 from medopt.config import ServeConfig
 from medopt.serve import artifact as artifact_mod
-from medopt.models.checkpoint import load_model_file
+from medopt.models.model_file import load_model_file
 from medopt.serve.artifact import ServeError, load_served_model
 from medopt.serve.model import MedoptModel
 from medopt.store import ArtifactCorrupted, LocalStore

@@ -19,7 +19,7 @@ from PIL import Image
 from medopt.data.readers import stack_images
 from medopt.data.transforms import preprocess_batch
 from medopt.serve.binary import encode_binary_request
-from medopt.serve.client import ClientError, MedoptClient, grpc_infer
+from medopt.serve.http_client import ClientError, MedoptClient, grpc_infer
 from serve_fixtures import CLASSES, NAME, ONNX_KEY, Running, Stored, direct_probs, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a server subprocess: ~6 s to start

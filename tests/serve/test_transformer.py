@@ -139,7 +139,7 @@ def test_describe_model_equals_what_the_predictor_loads(stored: Stored, tmp_path
     from test_model import _meta_store
 
     from medopt.compress.stage import serving_meta
-    from medopt.models.checkpoint import load_model_file
+    from medopt.models.model_file import load_model_file
     from medopt.serve.artifact import ServeError, describe_model, load_served_model
 
     store = stored.store

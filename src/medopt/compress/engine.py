@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.errors import CompressError
 from medopt.compress.footprint import FootprintKind, footprint
 from medopt.compress.measure import (Predictor, interleaved_latency, onnx_predictor, resolve_threads, score_candidate,

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.distill import DistillationLoss
 from medopt.compress.measure import split_bacc, torch_predictor
 from medopt.config import CompressConfig, SchedulerConfig, TrainConfig
 from medopt.evaluate.metrics import compute_metrics
-from medopt.models.batchnorm import recalibrate_batchnorm
+from medopt.models.bn_recalibration import recalibrate_batchnorm
 from medopt.train.losses import build_loss, count_classes
 from medopt.train.loop import FitResult, fit
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, ort_session
 from medopt.evaluate.metrics import compute_metrics, predict
 from medopt.evaluate.profile import latency_stats, measure_latency, time_calls

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.errors import CompressError
 from medopt.compress.export import INPUT_NAME
 from medopt.compress.finetune import finetune

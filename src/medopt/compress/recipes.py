@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from medopt.compress.budget import back_off, ratio_schedule, within_budget
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.export import check_onnx_agreement, export_onnx
 from medopt.compress.finetune import finetune, recalibrate_pruned
 from medopt.compress.footprint import FootprintKind

@@ -12,10 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from medopt.compress.data import CompressData
+from medopt.compress.split_inputs import CompressData
 from medopt.compress.engine import CompressOutcome, MeasureSettings, compress_model
 from medopt.config import ExperimentConfig
-from medopt.models.checkpoint import ModelBundle, load_model_file, save_model_file
+from medopt.models.model_file import ModelBundle, load_model_file, save_model_file
 from medopt.store import ArtifactStore, Manifest
 from medopt.train.stage import load_dataset_artifact
 

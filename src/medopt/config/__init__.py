@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from medopt.config.base import ConfigError, Section  # noqa: F401 - re-exported
-from medopt.config.data import (  # noqa: F401 - re-exported
+from medopt.config.data_config import (  # noqa: F401 - re-exported
     AugmentConfig,
     DataConfig,
     DicomConfig,

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from medopt.config.base import Section
-from medopt.config.data import SplitConfig
+from medopt.config.data_config import SplitConfig
 
 
 class ModelConfig(Section):

@@ -17,7 +17,7 @@ from medopt.evaluate.metrics import compute_metrics, roc_points
 from medopt.evaluate.profile import latency_by_batch, peak_memory_mb
 from medopt.evaluate.report import write_report
 from medopt.evaluate.stats import bootstrap_ci
-from medopt.models.checkpoint import ModelBundle, load_model_file
+from medopt.models.model_file import ModelBundle, load_model_file
 from medopt.store import ArtifactStore, Manifest
 from medopt.train.loop import evaluate_epoch
 from medopt.train.stage import load_dataset_artifact

@@ -1,4 +1,4 @@
-"""Flower's ClientApp around :mod:`medopt.federate.client`: one simulated hospital per Flower node.
+"""Flower's ClientApp around :mod:`medopt.federate.local_training`: one simulated hospital per Flower node.
 
 The config arrives with every instruction as the serialized ExperimentConfig (the only config entry besides the
 round number) and is re-validated here; the data comes from Ray's object store, indexed by the node's partition id.
@@ -14,10 +14,10 @@ import torch
 from flwr.app import Context
 from flwr.client import Client, ClientApp, NumPyClient
 
-from medopt.federate.client import CONFIG_KEY, ROUND_KEY, evaluate_client, fit_client, parse_config
+from medopt.federate.local_training import CONFIG_KEY, ROUND_KEY, evaluate_client, fit_client, parse_config
 from medopt.federate.errors import FederateError
 from medopt.federate.simulation import client_threads
-from medopt.federate.spec import ClientBundle
+from medopt.federate.task import ClientBundle
 
 FaultFn = Callable[[int, int], None]
 """``fault(client_id, server_round)``, called before local training: raise (or exit) to drill failures."""

@@ -17,7 +17,7 @@ from medopt.config import config_from_json
 from medopt.federate.grid import MessageObserver, ObservedGrid, wait_for_nodes
 from medopt.federate.rounds import RoundRecorder
 from medopt.federate.strategy import GlobalEvalFn, MedoptStrategy
-from medopt.federate.weights import NDArrays
+from medopt.federate.arrays import NDArrays
 from medopt.federate.workflows import evaluate_workflow, fit_workflow
 
 logger = logging.getLogger(__name__)

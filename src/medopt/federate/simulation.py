@@ -21,8 +21,8 @@ import torch
 from medopt.config import ExperimentConfig
 from medopt.federate.errors import FederateError
 from medopt.federate.rounds import RoundFn, RoundRecorder
-from medopt.federate.spec import ClientBundle
-from medopt.federate.weights import NDArrays
+from medopt.federate.task import ClientBundle
+from medopt.federate.arrays import NDArrays
 from medopt.train.ray_runtime import CurrentStderrHandler
 
 logger = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ from torch import nn
 from medopt.config import ExperimentConfig
 from medopt.data.types import ImageDataset
 from medopt.evaluate.metrics import SCALAR_METRICS, compute_metrics
-from medopt.federate.batchnorm import stat_pairs
-from medopt.federate.client import build_client_model
+from medopt.federate.bn_stats import stat_pairs
+from medopt.federate.local_training import build_client_model
 from medopt.federate.partitions import split_clients
 from medopt.federate.rounds import RoundFn
 from medopt.federate.simulation import SimulationOutcome, simulate
-from medopt.federate.spec import ClientBundle, TaskSpec, task_spec
-from medopt.federate.weights import NDArrays, get_weights, nonnegative_mask, set_weights
+from medopt.federate.task import ClientBundle, TaskSpec, task_spec
+from medopt.federate.arrays import NDArrays, get_weights, nonnegative_mask, set_weights
 from medopt.store import ArtifactStore, Manifest
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def run_federate(
     cfg: ExperimentConfig, store: ArtifactStore, *, dataset_key: str, prefix: str, on_round: RoundFn | None = None
 ) -> FederateResult:
     """Federate on a stored dataset; store ``<prefix>/federate/model.pt`` and ``rounds.json`` with manifests."""
-    from medopt.models.checkpoint import save_model_file
+    from medopt.models.model_file import save_model_file
     from medopt.train.stage import load_dataset_artifact
 
     provenance = cfg.model_dump(mode="json")

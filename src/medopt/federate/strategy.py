@@ -21,12 +21,12 @@ from flwr.server.strategy import Strategy
 
 from medopt.config import ExperimentConfig
 from medopt.federate.aggregate import server_optimizer, weighted_average
-from medopt.federate.batchnorm import pool_stats, unpack_stats
-from medopt.federate.client import CONFIG_KEY, COUNT_KEY, ROUND_KEY, STATS_KEY, shares_statistics
+from medopt.federate.bn_stats import pool_stats, unpack_stats
+from medopt.federate.local_training import CONFIG_KEY, COUNT_KEY, ROUND_KEY, STATS_KEY, shares_statistics
 from medopt.federate.errors import FederateError
 from medopt.federate.privacy import add_gaussian_noise, epsilon, noise_std
 from medopt.federate.rounds import RoundRecorder
-from medopt.federate.weights import NDArrays
+from medopt.federate.arrays import NDArrays
 
 logger = logging.getLogger(__name__)
 GlobalEvalFn = Callable[[NDArrays], tuple[float, dict[str, float]]]

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from medopt.models import zoo  # noqa: F401  (importing it registers the models)
 from medopt.models.factory import create_model
-from medopt.models.spec import MODELS, ModelError, ModelSpec
+from medopt.models.model_spec import MODELS, ModelError, ModelSpec
 from medopt.models.transfer import (
     backbone_blocks,
     freeze_frozen_batchnorm,
     set_transfer_mode,
     trainable_parameter_count,
 )
-from medopt.models.weights import WeightsReport, load_pretrained_weights
+from medopt.models.pretrained import WeightsReport, load_pretrained_weights
 
 __all__ = [
     "MODELS",

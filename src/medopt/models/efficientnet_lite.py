@@ -21,7 +21,7 @@ import timm
 import torch
 from torch import nn
 
-from medopt.models.spec import ModelError
+from medopt.models.model_spec import ModelError
 
 logger = logging.getLogger(__name__)
 

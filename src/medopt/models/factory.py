@@ -8,9 +8,9 @@ import timm
 from torch import nn
 
 from medopt.config import ModelConfig
-from medopt.models.spec import MODELS, ModelError, ModelSpec
+from medopt.models.model_spec import MODELS, ModelError, ModelSpec
 from medopt.models.transfer import set_transfer_mode, trainable_parameter_count
-from medopt.models.weights import SmallStemConv, load_pretrained_weights
+from medopt.models.pretrained import SmallStemConv, load_pretrained_weights
 
 logger = logging.getLogger(__name__)
 

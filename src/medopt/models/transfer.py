@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from medopt.models.spec import ModelError
+from medopt.models.model_spec import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ window derived from side/32 for MaxViT); ViT needs a multiple of its patch size,
 from __future__ import annotations
 
 from medopt.models import efficientnet_lite
-from medopt.models.spec import MODELS, ModelSpec
+from medopt.models.model_spec import MODELS, ModelSpec
 from medopt.models.tiny import build_tiny_cnn, build_tiny_resnet, build_tiny_vit
 
 SPECS: tuple[ModelSpec, ...] = (

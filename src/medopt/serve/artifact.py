@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from medopt.config import DicomConfig, PreprocessConfig
-from medopt.models.checkpoint import FORMAT as MODEL_FILE_FORMAT
-from medopt.models.checkpoint import ModelBundle, load_model_file
+from medopt.models.model_file import FORMAT as MODEL_FILE_FORMAT
+from medopt.models.model_file import ModelBundle, load_model_file
 from medopt.serve.codec import InputSpec, ModelInfo
 from medopt.store import ArtifactStore, Manifest
 

@@ -16,7 +16,7 @@ from medopt.config import ExperimentConfig
 from medopt.data import ImageDataset, augment_batch, make_loader, read_dataset
 from medopt.evaluate.metrics import compute_metrics
 from medopt.models import create_model
-from medopt.models.checkpoint import save_model_file
+from medopt.models.model_file import save_model_file
 from medopt.store import ArtifactStore, Manifest
 from medopt.train.history import save_history
 from medopt.train.losses import count_classes

@@ -5,7 +5,7 @@ one round, trailing weights that move fast (the client optimizer starts afresh e
 ships weights and statistics that do not belong together, the server averages them, and the global model in
 eval mode sees activations its statistics do not describe: on PneumoniaMNIST it ranked well (AUC 0.93) but
 predicted almost one class (balanced accuracy 0.55). An exact pass over the local training data with the final
-weights (``medopt.models.batchnorm.recalibrate_batchnorm``) makes every client's statistics those of the
+weights (``medopt.models.bn_recalibration.recalibrate_batchnorm``) makes every client's statistics those of the
 weights it sends.
 
 Averaging weights changes activation statistics again (the mean of diverged models has other feature
@@ -21,12 +21,12 @@ import numpy as np
 from torch import nn
 
 from medopt.federate.errors import FederateError
-from medopt.models.batchnorm import trainable_batchnorms
+from medopt.models.bn_recalibration import trainable_batchnorms
 
 
 def stat_pairs(model: nn.Module) -> list[tuple[int, int]]:
     """Indices of (running_mean, running_var) of each trainable BatchNorm in the shared weight list."""
-    from medopt.federate.weights import shared_keys
+    from medopt.federate.arrays import shared_keys
 
     index = {k: i for i, k in enumerate(shared_keys(model))}
     names = {id(m): n for n, m in model.named_modules()}

@@ -17,7 +17,7 @@ from timm.models._manipulate import adapt_input_conv
 from torch import nn
 
 from medopt.models import efficientnet_lite
-from medopt.models.spec import ModelError, ModelSpec
+from medopt.models.model_spec import ModelError, ModelSpec
 
 logger = logging.getLogger(__name__)
 

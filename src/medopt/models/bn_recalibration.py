@@ -1,7 +1,7 @@
 """Re-estimate BatchNorm running statistics for weights that changed after the statistics were collected.
 
 Why one helper for two stages: a federated client's final local weights no longer match the exponential-average
-statistics of its round (see ``medopt.federate.batchnorm``), and a pruned network's remaining channels see other
+statistics of its round (see ``medopt.federate.bn_stats``), and a pruned network's remaining channels see other
 inputs than the statistics were measured on (removing channels shifts every later layer's activations). In both
 cases an exact pass over training data with the final weights makes the statistics those of the weights.
 """

@@ -22,14 +22,14 @@ from medopt.data import make_loader
 from medopt.data.types import ArraySplit
 from medopt.evaluate.metrics import compute_metrics
 from medopt.federate.aggregate import uses_equal_weights
-from medopt.federate.batchnorm import pack_stats, stat_pairs
+from medopt.federate.bn_stats import pack_stats, stat_pairs
 from medopt.federate.partitions import ClientData
 from medopt.federate.privacy import clip_update, global_norm
 from medopt.federate.proximal import ProximalLoss, snapshot_trainable
-from medopt.federate.spec import TaskSpec
-from medopt.federate.weights import NDArrays, get_weights, set_weights
+from medopt.federate.task import TaskSpec
+from medopt.federate.arrays import NDArrays, get_weights, set_weights
 from medopt.models import create_model
-from medopt.models.batchnorm import recalibrate_batchnorm
+from medopt.models.bn_recalibration import recalibrate_batchnorm
 from medopt.train.losses import build_loss, count_classes, evaluation_loss
 from medopt.train.loop import evaluate_epoch, train_one_epoch
 from medopt.train.optim import build_optimizer, build_scheduler
