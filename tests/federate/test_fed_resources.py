@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from federate_helpers import make_config
-from medopt.federate.simulation import client_resources, client_threads
+from medopt.federate.resources import client_resources, client_threads
 
 
 @pytest.mark.parametrize(("clients", "cpus", "share"), [(3, 2, 0.66), (4, 2, 0.5), (2, 2, 1.0), (5, 2, 1.0),

@@ -16,7 +16,7 @@ from flwr.client import Client, ClientApp, NumPyClient
 
 from medopt.federate.local_training import CONFIG_KEY, ROUND_KEY, evaluate_client, fit_client, parse_config
 from medopt.federate.errors import FederateError
-from medopt.federate.simulation import client_threads
+from medopt.federate.resources import client_threads
 from medopt.federate.task import ClientBundle
 
 FaultFn = Callable[[int, int], None]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -16,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from medopt.config import ExperimentConfig
 from medopt.federate.errors import FederateError
+from medopt.federate.resources import client_resources, ray_cpus
 from medopt.federate.rounds import RoundFn, RoundRecorder
 from medopt.federate.task import ClientBundle
 from medopt.federate.arrays import NDArrays
@@ -55,40 +53,6 @@ def routed_flower_logs(level: int = logging.INFO) -> Iterator[None]:
         yield
     finally:
         flwr_log.handlers, flwr_log.propagate = saved
-
-
-def ray_cpus(cfg: ExperimentConfig) -> int:
-    """CPUs of the local Ray head the simulation starts."""
-    return int(cfg.federate.ray_num_cpus or os.cpu_count() or 1)
-
-
-def client_cpus(cfg: ExperimentConfig, num_clients: int) -> float:
-    """Ray CPUs per client actor: the configured share, else one wave of all clients when they fit 2 per CPU.
-
-    Why one wave: with 1 CPU per client, 3 hospitals on 2 cores train in two waves and one core idles through the
-    second (a round takes 2 client-times instead of 1.5). Sharing the cores lets every client train at once; more
-    than 2 clients per CPU would mean many idle model copies in memory, so those run in waves of one CPU each.
-    The share is rounded down to 0.01 so that Ray's fixed-point resources still fit every actor.
-    """
-    if cfg.federate.client_cpus is not None:
-        return float(cfg.federate.client_cpus)
-    cpus = ray_cpus(cfg)
-    if num_clients <= cpus or num_clients > 2 * cpus:
-        return 1.0
-    return math.floor(100 * cpus / num_clients) / 100
-
-
-def client_threads(share: float) -> int:
-    """Torch threads of a client with ``share`` CPUs (at least one)."""
-    return max(1, int(share))
-
-
-def client_resources(cfg: ExperimentConfig, num_clients: int) -> dict[str, float]:
-    """Ray resources per client actor; on CUDA each client gets a GPU share (default 1 / clients)."""
-    gpus = cfg.federate.client_gpus
-    if gpus is None:
-        gpus = 1.0 / num_clients if torch.cuda.is_available() and cfg.train.device != "cpu" else 0.0
-    return {"num_cpus": client_cpus(cfg, num_clients), "num_gpus": float(gpus)}
 
 
 def simulate(
