@@ -6,10 +6,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from medopt.errors import MedoptError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(MedoptError, KeyError):
     """Raised for a name that is not registered; the message lists close matches and valid names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.

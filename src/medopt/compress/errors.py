@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from medopt.errors import MedoptError
 
-class CompressError(ValueError):
+
+class CompressError(MedoptError, ValueError):
     """A compression step cannot run as configured (bad ratio, model, file or input)."""
 
 

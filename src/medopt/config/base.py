@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from medopt.errors import MedoptError
 
-class ConfigError(ValueError):
+
+class ConfigError(MedoptError, ValueError):
     """A config file or override is invalid; the message is one readable line naming the field."""
 
 

@@ -10,12 +10,14 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from medopt.errors import MedoptError
+
 Task = Literal["binary", "multiclass", "multilabel"]
 TASKS: tuple[str, ...] = get_args(Task)
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(MedoptError, ValueError):
     """Any problem with input data; the message names the file, key or field that was wrong."""
 
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medopt.errors import MedoptError
+
 log = logging.getLogger(__name__)
 
 Task = Literal["binary", "multiclass", "multilabel"]
@@ -36,7 +38,7 @@ _AVG_PARTS = ("acc", "bacc", "precision_weighted", "recall_weighted", "f1_weight
 MULTILABEL_THRESHOLD = 0.5
 
 
-class MetricInputError(ValueError):
+class MetricInputError(MedoptError, ValueError):
     """Labels or probabilities handed to a metric are malformed (shape, range, task)."""
 
 

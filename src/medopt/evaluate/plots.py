@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from medopt.errors import MedoptError
+
 #: Colour cycle shared by all figures (colour-blind friendly, Okabe-Ito based).
 PALETTE: tuple[str, ...] = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F", "#F0E442", "#000000",
@@ -21,7 +23,7 @@ PALETTE: tuple[str, ...] = (
 _DPI = 110
 
 
-class PlotInputError(ValueError):
+class PlotInputError(MedoptError, ValueError):
     """Data handed to a plot has the wrong shape or is empty."""
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from medopt.errors import MedoptError
+
 log = logging.getLogger(__name__)
 
 _MB = 1024.0 * 1024.0
@@ -24,7 +26,7 @@ _MB = 1024.0 * 1024.0
 _SAMPLE_INTERVAL_S = 0.001
 
 
-class ProfileInputError(ValueError):
+class ProfileInputError(MedoptError, ValueError):
     """Arguments to a profiling helper are invalid (run counts, shapes, batch sizes)."""
 
 

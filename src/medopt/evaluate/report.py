@@ -17,11 +17,12 @@ from typing import Any
 from medopt.evaluate import plots
 from medopt.evaluate.metrics import SCALAR_METRICS
 from medopt.atomic import atomic_write_text
+from medopt.errors import MedoptError
 
 log = logging.getLogger(__name__)
 
 
-class ReportInputError(ValueError):
+class ReportInputError(MedoptError, ValueError):
     """Data handed to the report has the wrong structure (names the argument and what was wrong)."""
 
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 import numpy as np
 
+from medopt.errors import MedoptError
 from medopt.evaluate.metrics import SCALAR_METRICS, Task, scalar_metrics_weighted, validate_inputs
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ _CHUNK_CELLS = 4_000_000
 _EXACT_BELOW = 25
 
 
-class StatsInputError(ValueError):
+class StatsInputError(MedoptError, ValueError):
     """Arguments to a statistical test are malformed (shapes, levels, too few samples)."""
 
 

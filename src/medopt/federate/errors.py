@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from medopt.errors import MedoptError
 
-class FederateError(ValueError):
+
+class FederateError(MedoptError, ValueError):
     """Invalid federated input: parameter lists that do not match the model, empty rounds, unusable clients."""

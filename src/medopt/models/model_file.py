@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from medopt.config import ModelConfig, PreprocessConfig
+from medopt.errors import MedoptError
 from medopt.models import create_model
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MedoptError, ValueError):
     """A model file is unreadable or not a medopt model."""
 
 

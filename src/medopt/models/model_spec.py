@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from medopt.errors import MedoptError
 from medopt.registry import Registry
 
 FAMILIES = (
@@ -29,7 +30,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-class ModelError(ValueError):
+class ModelError(MedoptError, ValueError):
     """A model cannot be built or loaded as configured; the message names the field and the constraint."""
 
 

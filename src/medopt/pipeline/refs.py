@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medopt.errors import MedoptError
 from medopt.store import Manifest
 
 
-class RefError(ValueError):
+class RefError(MedoptError, ValueError):
     """A pipeline artifact does not hold a valid medopt store reference."""
 
 

@@ -1,7 +1,8 @@
-"""Run the whole pipeline on one machine: with kfp.local (the default) or stage by stage in this process.
+"""Run the whole pipeline on one machine: with kfp.local (the default) or step by step in this process.
 
-Both paths call the same stage functions; kfp.local additionally proves the KFP components and their artifact
-passing work exactly as they will in a cluster.
+Both runners walk the same step list (``medopt.pipeline.step_list.STEPS``: data, train, compress, federate, deploy,
+evaluate) and call the same step bodies; kfp.local additionally proves the KFP components and their artifact passing
+work exactly as they will in a cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from medopt.config import ExperimentConfig, dump_yaml
+from medopt.errors import MedoptError
 from medopt.pipeline import progress
+from medopt.pipeline.inprocess import run_inprocess
 from medopt.pipeline.steps import run_prefix
 from medopt.store import ArtifactStore, atomic_write_bytes, open_store
 
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-class PipelineFailed(RuntimeError):
+class PipelineFailed(MedoptError, RuntimeError):
     """A pipeline step failed; the message names the step and the run log."""
 
 
@@ -115,28 +118,10 @@ def _run_kfp_local(cfg: ExperimentConfig, run_id: str, run_dir: Path) -> None:
         medopt_pipeline(config_json=cfg.model_dump_json(), run_id=run_id)
 
 
-def _run_inprocess(cfg: ExperimentConfig, run_id: str, store: ArtifactStore) -> None:
-    from medopt.data.stage import run_data
-    from medopt.evaluate.stage import run_evaluate
-    from medopt.train.stage import run_train
-
-    prefix = run_prefix(run_id)
-    data = run_data(cfg.data, store, prefix=prefix, provenance=cfg.model_dump(mode="json"))
-
-    def on_epoch_end(epoch: int, row: dict[str, Any]) -> None:
-        progress.emit(progress.epoch_event("train", epoch, cfg.train.epochs, row))
-
-    trained = run_train(cfg, store, dataset_key=data.manifest.key, prefix=prefix, on_epoch_end=on_epoch_end)
-    run_evaluate(
-        cfg, store, dataset_key=data.manifest.key, model_key=trained.model.key, history_key=trained.history.key,
-        prefix=prefix,
-    )
-
-
 def run_pipeline(
     cfg: ExperimentConfig, *, base_dir: Path | None = None, on_progress: ProgressFn | None = None
 ) -> RunOutcome:
-    """Run data -> train -> evaluate with ``cfg.runner``; return the test metrics and where the report is."""
+    """Run every step of the step list with ``cfg.runner``; return the test metrics and where the report is."""
     cfg = resolve_paths(cfg, (base_dir or Path.cwd()).resolve())
     run_id = new_run_id(cfg)
     run_dir = Path(cfg.output_dir) / run_id
@@ -151,7 +136,7 @@ def run_pipeline(
                 if cfg.runner == "kfp-local":
                     _run_kfp_local(cfg, run_id, run_dir)
                 else:
-                    _run_inprocess(cfg, run_id, store)
+                    run_inprocess(cfg, run_id, run_dir / "steps")
             except Exception:
                 log.exception("run %s failed", run_id)  # the full traceback goes to the run log only
                 raise

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from medopt.config import DicomConfig, PreprocessConfig
+from medopt.errors import MedoptError
 from medopt.models.model_file import FORMAT as MODEL_FILE_FORMAT
 from medopt.models.model_file import ModelBundle, load_model_file
 from medopt.serve.codec import InputSpec, ModelInfo
@@ -30,7 +31,7 @@ TORCH_KIND = "model/pytorch"
 SERVING_META_KEYS = ("class_names", "task", "in_chans", "input_size", "preprocess")
 
 
-class ServeError(ValueError):
+class ServeError(MedoptError, ValueError):
     """The artifact cannot be served (wrong kind, missing parent model, unsupported runtime)."""
 
 

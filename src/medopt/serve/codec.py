@@ -21,13 +21,14 @@ from medopt.config import DicomConfig, PreprocessConfig
 from medopt.data.dicom import read_dicom
 from medopt.data.readers import read_pil, stack_images
 from medopt.data.transforms import crop_size_of, preprocess_batch
+from medopt.errors import MedoptError
 
 OUTPUT_PROBS = "probabilities"
 OUTPUT_LABEL = "label"
 OUTPUT_CLASS = "class_name"
 
 
-class CodecError(ValueError):
+class CodecError(MedoptError, ValueError):
     """A request cannot be turned into a model input; the message is one line saying what was wrong."""
 
 

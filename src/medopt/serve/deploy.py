@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from medopt.config import DeployConfig, ServeConfig, StoreConfig, config_from_json
+from medopt.errors import MedoptError
 from medopt.pipeline.refs import RefError, StoreRef
 from medopt.pipeline.steps import run_prefix
 from medopt.store import open_store
@@ -43,7 +44,7 @@ MIN_PORT = 1024  # the container runs as a non-root user, which cannot bind priv
 _DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
-class DeployError(ValueError):
+class DeployError(MedoptError, ValueError):
     """Deploy inputs are invalid; the message names the field and what was wrong."""
 
 

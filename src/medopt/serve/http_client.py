@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from medopt.errors import MedoptError
 from medopt.serve.binary import encode_binary_request
 from medopt.serve.codec import OUTPUT_CLASS, OUTPUT_LABEL, OUTPUT_PROBS
 
 
-class ClientError(RuntimeError):
+class ClientError(MedoptError, RuntimeError):
     """The server answered with an error; ``status`` is the HTTP status (or the gRPC code's name)."""
 
     def __init__(self, status: int | str, reason: str) -> None:

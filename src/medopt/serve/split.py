@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from medopt.errors import MedoptError
 from medopt.store import ArtifactStore, Manifest
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ _WIRE_DTYPE = {"none": np.dtype("<f4"), "fp16": np.dtype("<f2"), "int8": np.dtyp
 SUPPORTED_FAMILIES = ("resnet", "efficientnet/mobilenet", "densenet", "vgg", "convnext", "tiny_cnn")
 
 
-class SplitError(ValueError):
+class SplitError(MedoptError, ValueError):
     """A split point, codec, tensor or payload is invalid; the message names what was wrong and what is valid."""
 
 

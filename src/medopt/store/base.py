@@ -6,12 +6,13 @@ import re
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from medopt.errors import MedoptError
 from medopt.store.manifest import Manifest
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*(/[A-Za-z0-9][A-Za-z0-9._=+-]*)*$")
 
 
-class StoreError(RuntimeError):
+class StoreError(MedoptError, RuntimeError):
     """Base class for artifact store failures."""
 
 

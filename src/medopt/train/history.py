@@ -7,9 +7,10 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from medopt.atomic import atomic_write_text
+from medopt.errors import MedoptError
 
 
-class HistoryError(ValueError):
+class HistoryError(MedoptError, ValueError):
     """A history is malformed (ragged lists, non-numbers) or its file cannot be read back."""
 
 

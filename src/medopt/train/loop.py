@@ -21,6 +21,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from medopt.config import TrainConfig
+from medopt.errors import MedoptError
 from medopt.models.transfer import freeze_frozen_batchnorm
 from medopt.train.early_stopping import EarlyStopping
 from medopt.train.losses import Task, build_loss, check_task
@@ -37,11 +38,11 @@ HISTORY_KEYS: tuple[str, ...] = (
 REQUIRED_METRICS: tuple[str, ...] = ("acc", "bacc", "auc")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(MedoptError, FloatingPointError):
     """The training loss became NaN/inf: the learning rate is likely too high or the inputs are broken."""
 
 
-class MetricsError(ValueError):
+class MetricsError(MedoptError, ValueError):
     """``metrics_fn`` did not return the metrics the trainer records and monitors."""
 
 

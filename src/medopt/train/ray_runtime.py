@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from medopt.errors import MedoptError
+
 logger = logging.getLogger(__name__)
 _run_log = logging.getLogger("ray.medopt")  # notes about the Ray session go where Ray's own logs go (the run log)
 
@@ -34,7 +36,7 @@ _QUIET_ENV: dict[str, str] = {
 }
 
 
-class RayStartError(RuntimeError):
+class RayStartError(MedoptError, RuntimeError):
     """The local Ray head could not be started (or the configured cluster reached)."""
 
 

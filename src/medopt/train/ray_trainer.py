@@ -24,6 +24,7 @@ from torch import nn
 
 from medopt.config import ExperimentConfig
 from medopt.data.types import ImageDataset
+from medopt.errors import MedoptError
 from medopt.train.loop import FitResult
 from medopt.train.ray_runtime import ray_session
 from medopt.train.ray_storage import ray_storage
@@ -37,11 +38,11 @@ EpochCallback = Callable[[int, dict[str, Any]], None]
 _POLL_S = 0.2
 
 
-class RayTrainingError(RuntimeError):
+class RayTrainingError(MedoptError, RuntimeError):
     """Ray Train gave up (worker failures beyond train.max_failures) or ended without a checkpoint."""
 
 
-class RayResourcesError(ValueError):
+class RayResourcesError(MedoptError, ValueError):
     """train.num_workers (or train.device) asks for more than the Ray cluster has."""
 
 

@@ -28,6 +28,7 @@ from medopt.config import ExperimentConfig
 from medopt.data.loader import label_tensor
 from medopt.data.transforms import augment_batch, preprocess_batch
 from medopt.data.types import ImageDataset
+from medopt.errors import MedoptError
 from medopt.evaluate.metrics import compute_metrics
 from medopt.models import create_model
 from medopt.train.early_stopping import EarlyStopping
@@ -42,7 +43,7 @@ STATE_FILE = "training_state.pt"
 """File name of the ``checkpoint_state`` dict inside every Ray checkpoint directory."""
 
 
-class ResumeError(ValueError):
+class ResumeError(MedoptError, ValueError):
     """``resume_from`` does not name a checkpoint directory holding a training state."""
 
 

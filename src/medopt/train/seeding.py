@@ -9,12 +9,14 @@ from typing import Literal
 import numpy as np
 import torch
 
+from medopt.errors import MedoptError
+
 logger = logging.getLogger(__name__)
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 
 
-class DeviceUnavailableError(ValueError):
+class DeviceUnavailableError(MedoptError, ValueError):
     """The configured device (train.device) cannot be used on this machine."""
 
 

@@ -11,12 +11,14 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from medopt.errors import MedoptError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "model", "optimizer", "scheduler", "history")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MedoptError, ValueError):
     """A training-state dict is malformed or does not match the model/optimizer/scheduler it is restored into."""
 
 
