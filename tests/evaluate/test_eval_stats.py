@@ -18,6 +18,7 @@ from medopt.evaluate.stats import (
     bootstrap_ci,
     delong_test,
     mcnemar_test,
+    tost_bacc,
 )
 
 
@@ -170,3 +171,50 @@ def test_delong_identical_models_and_softmax_columns() -> None:
 def test_delong_needs_both_classes() -> None:
     with pytest.raises(StatsInputError, match="each class"):
         delong_test(np.ones(5, dtype=int), np.arange(5.0), np.arange(5.0))
+
+
+# ------------------------------------------------------------------------------------------------------- TOST
+def _flip(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Probabilities with the predicted class of the samples ``idx`` swapped (binary)."""
+    out = p.copy()
+    out[idx] = out[idx][:, ::-1]
+    return out
+
+
+def test_tost_identical_models_are_equivalent() -> None:
+    y, p = _data("binary", 400, 2)
+    out = tost_bacc(y, p, p, "binary", n_resamples=300)
+    assert out["diff"] == 0.0 and out["ci_low"] == 0.0 and out["ci_high"] == 0.0
+    assert out["equivalent"] and out["p_value"] == 0.0 and out["level"] == pytest.approx(0.9)
+
+
+def test_tost_point_difference_matches_metrics_and_far_models_are_not_equivalent() -> None:
+    y, p = _data("binary", 400, 2)
+    q = _flip(y, p, np.arange(0, 400, 5))  # 80 of 400 predictions change
+    out = tost_bacc(y, p, q, "binary", n_resamples=300, seed=3)
+    expected = compute_metrics(y, q, "binary")["bacc"] - compute_metrics(y, p, "binary")["bacc"]
+    assert out["diff"] == pytest.approx(expected)
+    assert out["ci_low"] <= out["diff"] <= out["ci_high"]
+    assert not out["equivalent"] and out["p_value"] > 0.05
+    assert out == tost_bacc(y, p, q, "binary", n_resamples=300, seed=3)
+
+
+def test_tost_few_disagreements_within_a_wide_margin_are_equivalent() -> None:
+    y, p = _data("binary", 600, 2)
+    q = _flip(y, p, np.array([3, 10]))
+    assert tost_bacc(y, p, q, "binary", margin=0.02, n_resamples=500)["equivalent"]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"margin": 0.0}, "margin"), ({"alpha": 0.5}, "alpha"), ({"n_resamples": 0}, "n_resamples")])
+def test_tost_rejects_bad_arguments(kwargs: dict, match: str) -> None:
+    y, p = _data("binary", 50, 2)
+    with pytest.raises(StatsInputError, match=match):
+        tost_bacc(y, p, p, "binary", **kwargs)
+
+
+def test_tost_rejects_mismatched_shapes() -> None:
+    y, p = _data("multiclass", 50, 3)
+    y = y % 2  # labels valid for both a 3- and a 2-column model
+    with pytest.raises(StatsInputError, match="does not match"):
+        tost_bacc(y, p, p[:, :2], "multiclass")

@@ -214,3 +214,63 @@ def delong_test(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray) -> d
     else:
         z = diff / math.sqrt(var)
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": z, "p_value": float(2.0 * norm.sf(abs(z)))}
+
+
+# -------------------------------------------------------------------------------------------- equivalence (TOST)
+def _paired_bacc_diffs(yt: np.ndarray, pa: np.ndarray, pb: np.ndarray, task: str, n_resamples: int,
+                       seed: int) -> np.ndarray:
+    """bacc(B) - bacc(A) in each stratified resample, both models scored on the same drawn samples."""
+    strata, n = _strata(yt, task), len(yt)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // n)
+    diffs = []
+    for start in range(0, n_resamples, chunk):
+        w = _resample_weights(rng, strata, n, min(chunk, n_resamples - start))
+        diffs.append(scalar_metrics_weighted(w, yt, pb, task)[0]["bacc"]
+                     - scalar_metrics_weighted(w, yt, pa, task)[0]["bacc"])
+    return np.concatenate(diffs)
+
+
+def tost_bacc(
+    y_true: np.ndarray,
+    prob_a: np.ndarray,
+    prob_b: np.ndarray,
+    task: Task,
+    *,
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float | bool | int]:
+    """Two one-sided tests that model B's balanced accuracy is within ``margin`` of model A's (paired bootstrap).
+
+    Why an equivalence test: "B lost at most 1 point" is a claim about the difference, and a McNemar test that
+    fails to reject says only that the test set was too small to see one. Here each class-stratified resample of
+    the test samples scores both models on the same samples, so the spread is that of their disagreement.
+    Equivalence at level ``alpha`` when the (1 - 2 alpha) percentile interval of bacc_B - bacc_A lies inside
+    (-margin, +margin); ``p_value`` is the larger of the two one-sided bootstrap p-values (the share of resamples
+    at or beyond each bound).
+
+    Returns:
+        ``{"diff", "ci_low", "ci_high", "level", "margin", "p_lower", "p_upper", "p_value", "equivalent",
+        "n_resamples"}``; ``diff`` is bacc_B - bacc_A on the samples as given.
+    """
+    if not margin > 0:
+        raise StatsInputError(f"margin must be > 0, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise StatsInputError(f"alpha must lie in (0, 0.5), got {alpha}")
+    if n_resamples < 1:
+        raise StatsInputError(f"n_resamples must be >= 1, got {n_resamples}")
+    yt, pa = validate_inputs(y_true, prob_a, task)
+    _, pb = validate_inputs(y_true, prob_b, task)
+    if pa.shape != pb.shape:
+        raise StatsInputError(f"prob_a shape {pa.shape} does not match prob_b shape {pb.shape}")
+    ones = np.ones((1, len(yt)))
+    diff = float(scalar_metrics_weighted(ones, yt, pb, task)[0]["bacc"][0]
+                 - scalar_metrics_weighted(ones, yt, pa, task)[0]["bacc"][0])
+    diffs = _paired_bacc_diffs(yt, pa, pb, task, n_resamples, seed)
+    low, high = (float(v) for v in np.percentile(diffs, [100.0 * alpha, 100.0 * (1.0 - alpha)]))
+    p_lower, p_upper = float(np.mean(diffs <= -margin)), float(np.mean(diffs >= margin))
+    return {"diff": diff, "ci_low": low, "ci_high": high, "level": 1.0 - 2.0 * alpha, "margin": margin,
+            "p_lower": p_lower, "p_upper": p_upper, "p_value": max(p_lower, p_upper),
+            "equivalent": bool(-margin < low and high < margin), "n_resamples": int(n_resamples)}
