@@ -14,6 +14,6 @@ def compress_component(
     best_model: Output[Model],
 ) -> None:
     """Prune / quantize / export the trained model per compress.recipes (no-op when compress.enabled is false)."""
-    from medopt.compress.step import compress_step
+    from medopt.pipeline.step_list import run_step
 
-    compress_step(config_json, run_id, dataset, model, summary, best_model)
+    run_step("compress", config_json, run_id, dataset=dataset, model=model, summary=summary, best_model=best_model)

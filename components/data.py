@@ -7,6 +7,6 @@ from components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def data_component(config_json: str, run_id: str, dataset: Output[Dataset]) -> None:
     """Load, split and store the configured data source."""
-    from medopt.pipeline.steps import data_step
+    from medopt.pipeline.step_list import run_step
 
-    data_step(config_json, run_id, dataset)
+    run_step("data", config_json, run_id, dataset=dataset)

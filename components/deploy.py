@@ -16,6 +16,6 @@ def deploy_component(
 
     Cluster settings come from ``deploy`` in ``config_json``, like every other stage's section.
     """
-    from medopt.serve.deploy import deploy_step
+    from medopt.pipeline.step_list import run_step
 
-    deploy_step(config_json, run_id, model, compressed, inference_service)
+    run_step("deploy", config_json, run_id, model=model, compressed=compressed, inference_service=inference_service)

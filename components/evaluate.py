@@ -15,6 +15,7 @@ def evaluate_component(
     report: Output[HTML],
 ) -> None:
     """Test-set metrics with CIs, latency and memory, and the HTML report."""
-    from medopt.pipeline.steps import evaluate_step
+    from medopt.pipeline.step_list import run_step
 
-    evaluate_step(config_json, run_id, dataset, model, history, metrics, report)
+    run_step("evaluate", config_json, run_id, dataset=dataset, model=model, history=history, metrics=metrics,
+             report=report)

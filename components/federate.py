@@ -13,6 +13,6 @@ def federate_component(
     history: Output[Artifact],
 ) -> None:
     """Federated training across simulated hospitals on Flower + Ray in this pod (no-op unless federate.enabled)."""
-    from medopt.federate.step import federate_step
+    from medopt.pipeline.step_list import run_step
 
-    federate_step(config_json, run_id, dataset, model, history)
+    run_step("federate", config_json, run_id, dataset=dataset, model=model, history=history)

@@ -9,6 +9,6 @@ def train_component(
     config_json: str, run_id: str, dataset: Input[Dataset], model: Output[Model], history: Output[Artifact]
 ) -> None:
     """Train the configured model on the stored dataset."""
-    from medopt.pipeline.steps import train_step
+    from medopt.pipeline.step_list import run_step
 
-    train_step(config_json, run_id, dataset, model, history)
+    run_step("train", config_json, run_id, dataset=dataset, model=model, history=history)

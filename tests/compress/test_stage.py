@@ -8,11 +8,11 @@ from torch import nn
 
 from medopt.compress.split_inputs import CompressData
 from medopt.compress.stage import run_compress
-from medopt.compress.step import compress_step
 from medopt.config import ExperimentConfig, PreprocessConfig
 from medopt.data.artifact import save_dataset
 from medopt.models.model_file import load_model_file, save_model_file
 from medopt.pipeline.refs import StoreRef
+from medopt.pipeline.step_list import run_step
 from medopt.store import open_store
 
 
@@ -73,10 +73,12 @@ def test_step_runs_and_noops_when_disabled(stored, tmp_path) -> None:
     model = _artifact(tmp_path, "m", StoreRef(store.uri, model_key, "", "model/pytorch"))
     off = cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"enabled": False})})
     summary, best = _artifact(tmp_path, "s"), _artifact(tmp_path, "b")
-    assert compress_step(off.model_dump_json(), "r1", ds, model, summary, best) is False
+    assert run_step("compress", off.model_dump_json(), "r1", dataset=ds, model=model, summary=summary,
+                    best_model=best) is False
     assert json.loads(open(summary.path).read()) == {"enabled": False}
     on = cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"recipes": ("int8-static",)})})
-    assert compress_step(on.model_dump_json(), "r1", ds, model, summary, best) is True
+    assert run_step("compress", on.model_dump_json(), "r1", dataset=ds, model=model, summary=summary,
+                    best_model=best) is True
     assert StoreRef.read(summary.path).key == "runs/r1/compress/summary.json"
     assert best.metadata["recipe"] == "int8-static"
     assert StoreRef.read(best.path).key == "runs/r1/compress/int8-static/model.onnx"

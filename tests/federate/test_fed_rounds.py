@@ -2,7 +2,8 @@ import json
 from types import SimpleNamespace
 
 from medopt.federate.rounds import RoundRecorder, one_line, round_table
-from medopt.federate.step import federate_step, round_event
+from medopt.pipeline.step_list import run_step
+from medopt.pipeline.steps import round_event
 
 
 def test_one_line_keeps_the_last_line_of_a_traceback() -> None:
@@ -37,6 +38,6 @@ def test_recorder_maps_nodes_to_clients_and_sums_bytes() -> None:
 def test_step_is_a_no_op_when_disabled(tmp_path, cfg) -> None:
     off = cfg.model_copy(update={"federate": cfg.federate.model_copy(update={"enabled": False})})
     arts = [SimpleNamespace(path=str(tmp_path / n / "out"), metadata={}) for n in ("d", "m", "h")]
-    assert federate_step(off.model_dump_json(), "r1", arts[0], arts[1], arts[2]) is False
+    assert run_step("federate", off.model_dump_json(), "r1", dataset=arts[0], model=arts[1], history=arts[2]) is False
     assert json.loads((tmp_path / "m" / "out").read_text()) == {"enabled": False}
     assert arts[2].metadata == {"enabled": False}

@@ -14,14 +14,14 @@ import pytest
 import torch
 import yaml
 
-from medopt.config import DeployConfig, ExperimentConfig, ServeConfig, StoreConfig, load_config
+from medopt.config import DeployConfig, ExperimentConfig, ServeConfig, StoreConfig, config_from_json, load_config
 from medopt.models.model_file import load_model_file
 from medopt.pipeline.refs import RefError, StoreRef
+from medopt.pipeline.steps import deploy_step
 from medopt.serve.__main__ import _parser
 from medopt.serve.artifact import load_served_model
 from medopt.serve.deploy import (
     MODEL_DIR,
-    deploy_step,
     dns_name,
     render_inference_service,
     render_serving_runtime,
@@ -64,7 +64,7 @@ def _setup(tmp_path: Path, deploy: DeployConfig = DeployConfig()) -> Setup:
 def test_deploy_step_falls_back_to_the_trained_model(tmp_path: Path) -> None:
     config_json, store, model, compressed = _setup(tmp_path, DeployConfig(namespace="radiology"))
     out = FakeArtifact(str(tmp_path / "out" / "isvc.yaml"))
-    key = deploy_step(config_json, "r1", model, compressed, out)
+    key = deploy_step(config_from_json(config_json), "r1", model, compressed, out)
     assert key == "runs/r1/deploy/inferenceservice.yaml"
     text = Path(out.path).read_text()
     assert store.get_bytes(key).decode() == text
@@ -87,7 +87,7 @@ def test_deploy_step_prefers_the_compressed_model(tmp_path: Path) -> None:
     best = store.put_bytes("runs/r1/compress/int8/model.onnx", b"onnx", kind="model/onnx")
     StoreRef.from_manifest(store.uri, best).write(compressed.path)
     out = FakeArtifact(str(tmp_path / "out" / "isvc.yaml"))
-    deploy_step(config_json, "r1", model, compressed, out)
+    deploy_step(config_from_json(config_json), "r1", model, compressed, out)
     doc = yaml.safe_load(Path(out.path).read_text())
     model_spec = doc["spec"]["predictor"]["model"]
     assert model_spec["storageUri"] == "pvc://medopt-artifacts/runs/r1/compress/int8"
@@ -101,7 +101,7 @@ def test_deploy_step_reads_cluster_settings_from_the_config(tmp_path: Path) -> N
                           canary_traffic_percent=25, gpus=1, artifacts_pvc="scans", credentials_secret="s3-team")
     config_json, _, model, compressed = _setup(tmp_path, deploy)
     out = FakeArtifact(str(tmp_path / "out" / "isvc.yaml"))
-    deploy_step(config_json, "r1", model, compressed, out)
+    deploy_step(config_from_json(config_json), "r1", model, compressed, out)
     (doc,) = load_docs(Path(out.path).read_text())
     validate_manifest(doc)
     p = doc["spec"]["predictor"]
@@ -116,7 +116,7 @@ def test_deploy_step_reads_cluster_settings_from_the_config(tmp_path: Path) -> N
 def test_deploy_step_adds_the_separate_transformer_when_asked(tmp_path: Path) -> None:
     config_json, _, model, compressed = _setup(tmp_path, DeployConfig(transformer=True))
     out = FakeArtifact(str(tmp_path / "out" / "isvc.yaml"))
-    deploy_step(config_json, "r1", model, compressed, out)
+    deploy_step(config_from_json(config_json), "r1", model, compressed, out)
     (doc,) = load_docs(Path(out.path).read_text())
     validate_manifest(doc)
     (container,) = doc["spec"]["transformer"]["containers"]
@@ -129,7 +129,7 @@ def test_deploy_step_refuses_a_missing_model_ref(tmp_path: Path) -> None:
     config_json, _, model, compressed = _setup(tmp_path)
     Path(model.path).write_text("not json")
     with pytest.raises(RefError, match="not a medopt store reference"):
-        deploy_step(config_json, "r1", model, compressed, FakeArtifact(str(tmp_path / "o")))
+        deploy_step(config_from_json(config_json), "r1", model, compressed, FakeArtifact(str(tmp_path / "o")))
 
 
 def test_storage_uri_is_the_artifact_folder() -> None:

@@ -1,7 +1,8 @@
-"""The bodies of the KFP components: re-validate the config, open the store, call one stage, write refs.
+"""The step bodies: open the store, call one stage with the keys read from the input refs, write the output refs.
 
-Components in ``components/`` are one-line wrappers over these functions, so the logic is importable, typed and
-tested without KFP, and a pod, a kfp.local subprocess and a test all run the same code.
+One body per step of ``medopt.pipeline.step_list.STEPS``. The KFP components and the in-process runner both reach
+them through ``step_list.run_step`` (which parses the config and handles a step the config switched off), so a pod, a
+kfp.local subprocess, an in-process run and a test all run the same code. Stage packages never import this layer.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medopt.config import config_from_json
+from medopt.config import ExperimentConfig
 from medopt.pipeline import progress
-from medopt.pipeline.refs import StoreRef
-from medopt.store import open_store
+from medopt.pipeline.refs import RefError, StoreRef
+from medopt.store import Manifest, open_store
 
 log = logging.getLogger(__name__)
 
@@ -26,45 +27,124 @@ def run_prefix(run_id: str) -> str:
 
 
 def _annotate(artifact: Any, ref: StoreRef, extra: dict[str, Any] | None = None) -> None:
-    """Write the ref into a KFP output artifact and mirror it in the artifact's metadata (shown by the KFP UI)."""
+    """Write the ref into an output artifact and mirror it in the artifact's metadata (shown by the KFP UI)."""
     ref.write(artifact.path)
     artifact.metadata.update({"store_uri": ref.store_uri, "key": ref.key, "sha256": ref.sha256, **(extra or {})})
 
 
-def data_step(config_json: str, run_id: str, dataset: Any) -> None:
-    """Component body of `data`: ``dataset`` is a KFP Output[Dataset]."""
+def _scalars(values: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (values or {}).items() if isinstance(v, (int, float, str, bool))}
+
+
+def data_step(cfg: ExperimentConfig, run_id: str, dataset: Any) -> None:
+    """`data`: load and split the configured source; ``dataset`` is an Output[Dataset]."""
     from medopt.data.stage import run_data
 
-    cfg = config_from_json(config_json)
     store = open_store(cfg.store)
     result = run_data(cfg.data, store, prefix=run_prefix(run_id), provenance=cfg.model_dump(mode="json"))
     counts = {f"{name}_samples": split["count"] for name, split in result.summary["splits"].items()}
     _annotate(dataset, StoreRef.from_manifest(store.uri, result.manifest), counts)
 
 
-def train_step(config_json: str, run_id: str, dataset: Any, model: Any, history: Any) -> None:
-    """Component body of `train`: Input[Dataset] in, Output[Model] and Output[Artifact] (history) out."""
+def train_step(cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, history: Any) -> None:
+    """`train`: Input[Dataset] in, Output[Model] and Output[Artifact] (history) out; emits per-epoch progress."""
     from medopt.train.stage import run_train
 
-    cfg = config_from_json(config_json)
     store = open_store(cfg.store)
-    data_ref = StoreRef.read(dataset.path)
 
     def on_epoch_end(epoch: int, row: dict[str, Any]) -> None:
         progress.emit(progress.epoch_event("train", epoch, cfg.train.epochs, row))
 
-    result = run_train(cfg, store, dataset_key=data_ref.key, prefix=run_prefix(run_id), on_epoch_end=on_epoch_end)
-    _annotate(model, StoreRef.from_manifest(store.uri, result.model), {"framework": "pytorch", **_scalars(result.model)})
+    result = run_train(cfg, store, dataset_key=StoreRef.read(dataset.path).key, prefix=run_prefix(run_id),
+                       on_epoch_end=on_epoch_end)
+    _annotate(model, StoreRef.from_manifest(store.uri, result.model),
+              {"framework": "pytorch", **_scalars(result.model.metrics)})
     _annotate(history, StoreRef.from_manifest(store.uri, result.history))
 
 
+def compress_step(cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, summary: Any, best_model: Any) -> None:
+    """`compress`: the recipes' summary ref and the best recipe's model ref (``{"best": null}`` when none qualified)."""
+    from medopt.compress.stage import run_compress
+
+    store = open_store(cfg.store)
+    result = run_compress(cfg, store, dataset_key=StoreRef.read(dataset.path).key,
+                          model_key=StoreRef.read(model.path).key, prefix=run_prefix(run_id))
+    _annotate(summary, StoreRef.from_manifest(store.uri, result.summary), {"best": result.best})
+    chosen = result.artifacts.get(result.best) if result.best else None
+    if chosen is None:
+        Path(best_model.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(best_model.path).write_text(json.dumps({"enabled": True, "best": None}))
+        best_model.metadata.update({"enabled": True, "best": None})
+        return
+    _annotate(best_model, StoreRef.from_manifest(store.uri, chosen),
+              {"recipe": result.best, "framework": chosen.kind.split("/")[-1]})
+
+
+def round_event(record: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """A progress event per round: the scalar numbers plus the failure count and the first failure's one line."""
+    event = {"stage": "federate", "round": record["round"], "rounds": rounds,
+             **{k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+    event["failures"] = len(record["failures"])
+    if record["failures"]:
+        event["failure"] = record["failures"][0]
+    return event
+
+
+def federate_step(cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, history: Any) -> None:
+    """`federate`: Input[Dataset] in; Output[Model] (global model ref) and Output[Artifact] (rounds.json ref) out."""
+    from medopt.federate.stage import run_federate
+
+    store = open_store(cfg.store)
+    result = run_federate(cfg, store, dataset_key=StoreRef.read(dataset.path).key, prefix=run_prefix(run_id),
+                          on_round=lambda rec: progress.emit(round_event(rec, cfg.federate.rounds)))
+    numbers = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    _annotate(model, StoreRef.from_manifest(store.uri, result.model), {**numbers, "framework": "pytorch"})
+    _annotate(history, StoreRef.from_manifest(store.uri, result.history), numbers)
+
+
+def _chosen_ref(model_path: str, compressed_path: str) -> StoreRef:
+    """The compressed model when the compress step chose one, else the trained model."""
+    try:
+        return StoreRef.read(compressed_path)
+    except RefError:
+        log.info("no compressed model chosen; deploying the trained model")
+    return StoreRef.read(model_path)
+
+
+def deploy_step(cfg: ExperimentConfig, run_id: str, model: Any, compressed: Any, inference_service: Any) -> str:
+    """`deploy`: write the InferenceService YAML for the chosen model to the output and the store; return its key.
+
+    Everything cluster-side comes from ``cfg.deploy``, so the config stays the one thing crossing the boundary;
+    applying the YAML is left to the operator.
+    """
+    from medopt.serve.deploy import (
+        dns_name, render_inference_service, render_transformer, server_args, storage_uri, to_yaml,
+    )
+
+    ref = _chosen_ref(model.path, compressed.path)
+    uri = storage_uri(cfg.store, ref.key, cfg.deploy)
+    name = cfg.deploy.name or dns_name(cfg.serve.model_name)
+    transformer = render_transformer(cfg.deploy, cfg.serve, key=ref.key, uri=uri) if cfg.deploy.transformer else None
+    text = to_yaml(render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256,
+                                            args=server_args(ref.key), transformer=transformer))
+    Path(inference_service.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(inference_service.path).write_text(text)
+    store = open_store(cfg.store)
+    manifest: Manifest = store.put_bytes(
+        f"{run_prefix(run_id)}/deploy/inferenceservice.yaml", text.encode(), kind="deploy/inferenceservice",
+        config=cfg.model_dump(mode="json"), parents=(ref.key,), meta={"storage_uri": uri, "name": name})
+    inference_service.metadata.update({"store_uri": store.uri, "key": manifest.key, "sha256": manifest.sha256,
+                                       "storage_uri": uri, "name": name, "model_key": ref.key})
+    log.info("InferenceService %s for %s written to %s", name, ref.key, manifest.key)
+    return manifest.key
+
+
 def evaluate_step(
-    config_json: str, run_id: str, dataset: Any, model: Any, history: Any, metrics: Any, report: Any
+    cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, history: Any, metrics: Any, report: Any
 ) -> None:
-    """Component body of `evaluate`: writes KFP Metrics (scalars for the UI) and an HTML report artifact."""
+    """`evaluate`: logs KFP Metrics (finite scalars, for the UI) and copies the HTML report into its output."""
     from medopt.evaluate.stage import run_evaluate
 
-    cfg = config_from_json(config_json)
     store = open_store(cfg.store)
     result = run_evaluate(
         cfg, store, dataset_key=StoreRef.read(dataset.path).key, model_key=StoreRef.read(model.path).key,
@@ -79,7 +159,3 @@ def evaluate_step(
         report.metadata.update({"key": result.report.key, "sha256": result.report.sha256})
     progress.emit({"stage": "evaluate", "done": True, "metrics_key": result.metrics.key})
     log.info("metrics: %s", json.dumps(result.metrics.metrics))
-
-
-def _scalars(manifest: Any) -> dict[str, Any]:
-    return {k: v for k, v in (manifest.metrics or {}).items() if isinstance(v, (int, float, str, bool))}

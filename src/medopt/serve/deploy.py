@@ -19,20 +19,13 @@ predictor; there is no config switch for it yet, so the KFP ``deploy`` step stil
 
 from __future__ import annotations
 
-import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from medopt.config import DeployConfig, ServeConfig, StoreConfig, config_from_json
+from medopt.config import DeployConfig, ServeConfig, StoreConfig
 from medopt.errors import MedoptError
-from medopt.pipeline.refs import RefError, StoreRef
-from medopt.pipeline.steps import run_prefix
-from medopt.store import open_store
-
-logger = logging.getLogger(__name__)
 
 API_ISVC = "serving.kserve.io/v1beta1"
 API_RUNTIME = "serving.kserve.io/v1alpha1"
@@ -230,44 +223,3 @@ def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha25
 def to_yaml(*docs: dict[str, Any]) -> str:
     """Documents as one multi-document YAML string (keys in the builders' order)."""
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
-
-
-def _chosen_ref(model_path: str, compressed_path: str | None) -> StoreRef:
-    """The compressed model when the compress step chose one, else the trained model."""
-    if compressed_path:
-        try:
-            return StoreRef.read(compressed_path)
-        except RefError:
-            logger.info("no compressed model chosen; deploying the trained model")
-    return StoreRef.read(model_path)
-
-
-def deploy_step(config_json: str, run_id: str, model: Any, compressed: Any, inference_service: Any) -> str:
-    """Body of the KFP ``deploy`` component: write the InferenceService YAML to the output and the store.
-
-    Everything cluster-side comes from ``cfg.deploy``, so the config stays the one thing crossing the boundary.
-
-    Args:
-        model: Input[Model] of the trained model; ``compressed``: the compress step's best model (may hold no ref).
-        inference_service: Output[Artifact]; receives the YAML, its metadata the store key and the storageUri.
-
-    Returns:
-        The store key of the YAML.
-    """
-    cfg = config_from_json(config_json)
-    ref = _chosen_ref(model.path, getattr(compressed, "path", None))
-    uri = storage_uri(cfg.store, ref.key, cfg.deploy)
-    name = cfg.deploy.name or dns_name(cfg.serve.model_name)
-    transformer = render_transformer(cfg.deploy, cfg.serve, key=ref.key, uri=uri) if cfg.deploy.transformer else None
-    text = to_yaml(render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256,
-                                            args=server_args(ref.key), transformer=transformer))
-    Path(inference_service.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(inference_service.path).write_text(text)
-    store = open_store(cfg.store)
-    manifest = store.put_bytes(f"{run_prefix(run_id)}/deploy/inferenceservice.yaml", text.encode(),
-                               kind="deploy/inferenceservice", config=cfg.model_dump(mode="json"),
-                               parents=(ref.key,), meta={"storage_uri": uri, "name": name})
-    inference_service.metadata.update({"store_uri": store.uri, "key": manifest.key, "sha256": manifest.sha256,
-                                       "storage_uri": uri, "name": name, "model_key": ref.key})
-    logger.info("InferenceService %s for %s written to %s", name, ref.key, manifest.key)
-    return manifest.key
