@@ -18,13 +18,14 @@ from typing import Any
 
 from medopt.bench.fingerprint import fingerprint
 from medopt.bench.load import LoadMonitor
+from medopt.errors import MedoptError
 
 MODES = ("full", "quick", "smoke")
 ENV_RESULTS = "MEDOPT_BENCH_RESULTS"
 HEADER = ("benchmark", "mode", "date", "fingerprint", "load", "loaded", "goals")
 GOAL_KEYS = ("name", "value", "target", "met")
 
-class BenchResultsError(ValueError):
+class BenchResultsError(MedoptError, ValueError):
     """A results payload that would not make a valid results JSON (bad mode, goal or reserved key)."""
 
 
