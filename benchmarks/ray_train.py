@@ -157,11 +157,12 @@ def main() -> int:
     load = monitor.summary()
     print(f"Ray head start (ray.init): {ray_init:.1f} s; load before {load['load_before'][0]:.1f}, during (median) "
           f"{load['load_during_median']:.1f} on {load['cores']} cores; loaded: {load['loaded']}")
-    goals = [goal(f"{ARMS[arm]}: steady-state throughput vs local loop (median ratio, {repeats} repeats)",
-                  ratio["median"], f">= {GOAL_RATIO}", ratio["median"] >= GOAL_RATIO)
+    goals = [goal(f"{ARMS[arm]}: steady-state throughput vs local loop", ratio["median"], f">= {GOAL_RATIO}",
+                  ratio["median"] >= GOAL_RATIO, ci=ratio)
              for arm, ratio in summary["ratios_vs_baseline"].items()]
     for g in goals:
-        print(f"goal {'met' if g['met'] else 'MISSED'}: {g['name']} = {g['value']:.3f} ({g['target']})")
+        print(f"goal {'met' if g['met'] else 'MISSED'}: {g['name']} = {g['value']:.3f} (median of {g['n']} paired "
+              f"repeats, 95% CI {g['ci'][0]:.3f}..{g['ci'][1]:.3f}; target {g['target']})")
     path = write_results("ray_train", {
         "model": cfg.model.name, "epochs": cfg.train.epochs, "train_samples": len(dataset.train), "cores": CORES,
         "repeats": repeats, "rows": rows, "summary": summary, "runs": runs, "ray_init_seconds": ray_init,

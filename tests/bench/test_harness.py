@@ -184,3 +184,10 @@ def test_write_results_rejects_bad_payloads(tmp_path: Path) -> None:
         write_results("demo", {"goals": [{"name": "g"}]}, mode="full", out_dir=tmp_path)
     with pytest.raises(BenchResultsError):
         write_results("demo", {"fingerprint": {}}, mode="full", out_dir=tmp_path)
+
+
+def test_goal_carries_its_interval() -> None:
+    ci = ratio_ci([2.0, 2.2, 1.8], [1.0, 1.1, 0.9])
+    g = goal("speed-up", ci["median"], ">= 1.5", ci["median"] >= 1.5, ci=ci)
+    assert g["met"] and g["n"] == 3 and g["ci"] == [ci["ci_low"], ci["ci_high"]]
+    assert goal("plain", 1, "> 0", True) == {"name": "plain", "value": 1, "target": "> 0", "met": True}

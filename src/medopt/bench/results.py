@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,16 @@ class BenchResultsError(MedoptError, ValueError):
     """A results payload that would not make a valid results JSON (bad mode, goal or reserved key)."""
 
 
-def goal(name: str, value: Any, target: str, met: bool) -> dict[str, Any]:
-    """One entry of the ``goals`` list: the issue's target and whether this run met it (met or missed, both shown)."""
-    return {"name": name, "value": value, "target": target, "met": bool(met)}
+def goal(name: str, value: Any, target: str, met: bool, *, ci: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One entry of the ``goals`` list: the issue's target and whether this run met it (met or missed, both shown).
+
+    ``ci`` (a ``median_ci``/``ratio_ci`` result the value is the median of) adds ``ci: [low, high]`` and ``n``, so
+    the name stays stable while the uncertainty travels with the value.
+    """
+    out = {"name": name, "value": value, "target": target, "met": bool(met)}
+    if ci is not None:
+        out.update(ci=[ci["ci_low"], ci["ci_high"]], n=ci["n"])
+    return out
 
 
 def results_dir(mode: str, out_dir: Path | str | None = None) -> Path:
