@@ -10,6 +10,7 @@ from medopt.compress.split_inputs import CompressData
 from medopt.compress.stage import run_compress
 from medopt.config import ExperimentConfig, PreprocessConfig
 from medopt.data.artifact import save_dataset
+from medopt.models.geometry import ModelGeometry
 from medopt.models.model_file import load_model_file, save_model_file
 from medopt.pipeline.refs import StoreRef
 from medopt.pipeline.step_list import run_step
@@ -29,8 +30,8 @@ def stored(tmp_path, trained: nn.Module, data: CompressData):
     store = open_store(cfg.store)
     save_dataset(data.dataset, tmp_path / "ds.npz")
     ds = store.put_file("runs/r1/data/dataset.npz", tmp_path / "ds.npz", kind="dataset")
-    save_model_file(tmp_path / "m.pt", trained, model_config=cfg.model, preprocess=data.preprocess, in_chans=1,
-                    num_classes=2, input_size=16, class_names=data.dataset.class_names, task="binary")
+    save_model_file(tmp_path / "m.pt", trained, model_config=cfg.model, preprocess=data.preprocess,
+                    geometry=ModelGeometry.from_dataset(data.preprocess, data.dataset))
     model = store.put_file("runs/r1/train/model.pt", tmp_path / "m.pt", kind="model/pytorch")
     return cfg, store, ds.key, model.key
 

@@ -20,7 +20,7 @@ from medopt.federate.local_training import build_client_model, evaluate_client, 
 from medopt.federate.errors import FederateError
 from medopt.federate.partitions import split_clients
 from medopt.federate.rounds import RoundRecorder
-from medopt.federate.task import task_spec
+from medopt.models.geometry import ModelGeometry
 from medopt.federate.strategy import MedoptStrategy
 from medopt.federate.arrays import get_weights, set_weights
 
@@ -54,7 +54,7 @@ def test_pooled_statistics_are_those_of_the_union() -> None:
 
 
 def test_statistics_survive_transport_and_a_wrong_size_is_named(cfg, dataset) -> None:
-    model = build_client_model(cfg, task_spec(cfg, dataset))
+    model = build_client_model(cfg, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
     weights, pairs = get_weights(model), stat_pairs(model)
     assert pairs
     back = unpack_stats(pack_stats(weights, pairs), weights, pairs)
@@ -77,7 +77,7 @@ def _true_statistics(cfg, spec, clients, weights):
 
 def test_global_model_carries_the_statistics_of_its_averaged_weights(cfg, dataset) -> None:
     """The regression: averaged weights with averaged local running stats predict one class in eval mode."""
-    spec, clients = task_spec(cfg, dataset), split_clients(dataset, cfg)
+    spec, clients = ModelGeometry.from_dataset(cfg.data.preprocess, dataset), split_clients(dataset, cfg)
     torch.manual_seed(0)
     w0 = get_weights(build_client_model(cfg, spec))
     outs = [fit_client(cfg, spec, c, w0, server_round=1) for c in clients]
@@ -107,7 +107,7 @@ def test_deferred_scoring_only_when_clients_send_statistics(dataset) -> None:
     for overrides, deferred in (((), True), (("federate.fraction_evaluate=0",), False),
                                 (("federate.dp.enabled=true",), False)):
         cfg = make_config(*overrides)
-        model = build_client_model(cfg, task_spec(cfg, dataset))
+        model = build_client_model(cfg, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
         strategy = MedoptStrategy(cfg, get_weights(model), lambda w: (0.1, {}), RoundRecorder(),
                                   bn_pairs=stat_pairs(model))
         assert strategy.pooled_statistics is deferred

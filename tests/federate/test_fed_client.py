@@ -7,12 +7,12 @@ from medopt.federate.local_training import build_client_model, evaluate_client, 
 from medopt.federate.errors import FederateError
 from medopt.federate.partitions import split_clients
 from medopt.federate.privacy import global_norm
-from medopt.federate.task import task_spec
+from medopt.models.geometry import ModelGeometry
 from medopt.federate.arrays import get_weights, nonnegative_mask, set_weights, weight_shapes
 
 
 def _setup(cfg, dataset):
-    spec = task_spec(cfg, dataset)
+    spec = ModelGeometry.from_dataset(cfg.data.preprocess, dataset)
     clients = split_clients(dataset, cfg)
     return spec, clients, get_weights(build_client_model(cfg, spec))
 

@@ -14,7 +14,7 @@ from federate_helpers import FailOn, make_config
 from medopt.federate.bn_stats import stat_pairs
 from medopt.federate.local_training import build_client_model
 from medopt.federate.privacy import epsilon
-from medopt.federate.task import task_spec
+from medopt.models.geometry import ModelGeometry
 from medopt.federate.stage import federate_dataset, run_federate
 from medopt.federate.arrays import nbytes, get_weights, weight_shapes
 
@@ -46,7 +46,7 @@ def test_fedavg_server_receives_only_parameters_and_scalar_metrics(tmp_path, dat
     rounds = fed.outcome.rounds
     assert [r["round"] for r in rounds] == [1, 2] and all(r["fit_results"] == 3 for r in rounds)
     assert 0.0 <= rounds[-1]["test_bacc"] <= 1.0 and "test_f1_macro" in rounds[-1]
-    shapes = weight_shapes(build_client_model(cfg, task_spec(cfg, dataset)))
+    shapes = weight_shapes(build_client_model(cfg, ModelGeometry.from_dataset(cfg.data.preprocess, dataset)))
     allowed = set(shapes)
     # every reply: fit (weights + metrics) and evaluate (loss + metrics), from 3 clients in 2 rounds
     assert len(received) == 12
@@ -55,7 +55,7 @@ def test_fedavg_server_receives_only_parameters_and_scalar_metrics(tmp_path, dat
     assert all(tuple(a.shape) in allowed and a.dtype == np.float32 for a in arrays)
     values = [v for r in received for v in r["values"]]
     # no arrays or lists among metrics; the only bytes are each evaluate reply's BatchNorm statistics
-    model = build_client_model(cfg, task_spec(cfg, dataset))
+    model = build_client_model(cfg, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
     stats_bytes = 4 * sum(int(np.prod(shapes[i])) for pair in stat_pairs(model) for i in pair)
     blobs = [v for v in values if isinstance(v, bytes)]
     assert stats_bytes > 0 and len(blobs) == 6 and all(len(b) == stats_bytes for b in blobs)
@@ -83,7 +83,7 @@ def test_fedprox_run_stores_a_loadable_model_with_its_manifest(tmp_path, dataset
     assert result.metrics["rounds"] == 2 and result.metrics["failures"] == 0
     assert result.model.config["federate"]["strategy"] == "fedprox"
     bundle = load_model_file(store.get_file(result.model.key, tmp_path / "m.pt"))
-    assert bundle.class_names == dataset.class_names and bundle.input_size == 16
+    assert bundle.geometry.class_names == dataset.class_names and bundle.geometry.input_size == 16
     assert math.isfinite(result.metrics["test_loss"])
 
 

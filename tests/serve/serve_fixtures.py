@@ -20,6 +20,7 @@ import yaml
 
 from medopt.config import ExperimentConfig, ModelConfig, PreprocessConfig
 from medopt.models import create_model
+from medopt.models.geometry import ModelGeometry
 from medopt.models.model_file import save_model_file
 from medopt.store import LocalStore
 
@@ -54,7 +55,8 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     work = root / "work"
     work.mkdir()
     save_model_file(work / "model.pt", model, model_config=ModelConfig(name="tiny_cnn"), preprocess=preprocess,
-                    in_chans=1, num_classes=3, input_size=SIZE, class_names=CLASSES, task="multiclass")
+                    geometry=ModelGeometry.for_preprocess(preprocess, in_chans=1, class_names=CLASSES,
+                                                          task="multiclass"))
     onnx_path = export_onnx(model, work / "model.onnx", input_shape=(1, SIZE, SIZE), opset=17)
     store = LocalStore(root / "store")
     store.put_file(MODEL_KEY, work / "model.pt", kind="model/pytorch", config=provenance)

@@ -12,9 +12,9 @@ from torch import nn
 from medopt.config import SchedulerConfig, TrainConfig
 from medopt.train.loop import (
     HISTORY_KEYS,
-    CheckpointError,
     MetricsError,
     NonFiniteLossError,
+    TrainingStateError,
     checkpoint_state,
     evaluate_epoch,
     fit,
@@ -143,11 +143,11 @@ def test_checkpoint_round_trip_and_errors() -> None:
     assert restore_state(state, model2, opt2, sched2) == 6
     assert _same_weights(model, model2) and opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     assert sched2.state_dict()["T_cur"] == 1.5
-    with pytest.raises(CheckpointError, match="missing keys"):
+    with pytest.raises(TrainingStateError, match="missing keys"):
         restore_state({"epoch": 1}, model2, opt2, sched2)
-    with pytest.raises(CheckpointError, match="does not fit the model"):
+    with pytest.raises(TrainingStateError, match="does not fit the model"):
         restore_state(state, tiny_model(num_outputs=3), None, None)
-    with pytest.raises(CheckpointError, match="no 'scheduler' state"):
+    with pytest.raises(TrainingStateError, match="no 'scheduler' state"):
         restore_state({**state, "scheduler": None}, model2, opt2, sched2)
 
 

@@ -16,19 +16,24 @@ from torch.utils.data import DataLoader
 from medopt.compress.errors import CompressError
 from medopt.config import PreprocessConfig
 from medopt.data import ImageDataset, make_loader, preprocess_batch
-from medopt.data.transforms import crop_size_of
+from medopt.models.geometry import ModelGeometry
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class CompressData:
-    """A dataset with its training preprocessing and fine-tuning batch size."""
+    """A dataset with its training preprocessing and fine-tuning batch size, and the model's geometry.
+
+    ``geometry`` is the one the model file records; without one (a model built in memory) it is derived from the
+    dataset and preprocessing by the same rule training used.
+    """
 
     dataset: ImageDataset
     preprocess: PreprocessConfig
     batch_size: int = 64
     seed: int = 0
+    geometry: ModelGeometry | None = None
 
     def _split(self, name: str):  # noqa: ANN202 (ArraySplit)
         if name not in SPLITS:
@@ -38,9 +43,8 @@ class CompressData:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of a preprocessed sample."""
-        chans = 3 if self.preprocess.to_rgb else self.dataset.channels
-        size = crop_size_of(self.preprocess)
-        return chans, size, size
+        geometry = self.geometry or ModelGeometry.from_dataset(self.preprocess, self.dataset)
+        return geometry.input_shape
 
     @property
     def task(self) -> str:

@@ -15,9 +15,9 @@ from torch import nn
 from medopt.compress.split_inputs import CompressData
 from medopt.compress.engine import CompressOutcome, MeasureSettings, compress_model
 from medopt.config import ExperimentConfig
+from medopt.data.artifact import load_dataset_artifact
 from medopt.models.model_file import ModelBundle, load_model_file, save_model_file
 from medopt.store import ArtifactStore, Manifest
-from medopt.train.stage import load_dataset_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ def _bundle_saver(bundle: ModelBundle):  # noqa: ANN202 (a SaveModel)
 
     def save(model: nn.Module, path: Path) -> None:
         save_model_file(path, model, model_config=bundle.model_config, preprocess=bundle.preprocess,
-                        in_chans=bundle.in_chans, num_classes=bundle.num_classes, input_size=bundle.input_size,
-                        class_names=bundle.class_names, task=bundle.task)
+                        geometry=bundle.geometry)
 
     return save
 
@@ -54,8 +53,10 @@ def _scalars(row: dict[str, Any]) -> dict[str, Any]:
 
 def serving_meta(bundle: ModelBundle) -> dict[str, Any]:
     """What a server needs besides the ONNX graph (which carries no labels or preprocessing): from the source model."""
-    return {"class_names": list(bundle.class_names), "task": bundle.task, "in_chans": bundle.in_chans,
-            "input_size": bundle.input_size, "preprocess": bundle.preprocess.model_dump(mode="json")}
+    geometry = bundle.geometry.to_dict()
+    return {"class_names": geometry["class_names"], "task": geometry["task"], "in_chans": geometry["in_chans"],
+            "input_size": geometry["input_size"], "preprocess": bundle.preprocess.model_dump(mode="json"),
+            "geometry": geometry}
 
 
 def _store_artifacts(store: ArtifactStore, outcome: CompressOutcome, prefix: str, provenance: dict[str, Any],
@@ -91,7 +92,8 @@ def run_compress(
         work = Path(tmp)
         dataset = load_dataset_artifact(store, dataset_key, work)
         bundle = load_model_file(store.get_file(model_key, work / "model.pt"))
-        data = CompressData(dataset, bundle.preprocess, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+        data = CompressData(dataset, bundle.preprocess, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
+                            geometry=bundle.geometry)
         outcome = compress_model(bundle.model, data, cfg.compress, cfg.train, workdir=work / "compress",
                                  settings=settings, save_model=_bundle_saver(bundle))
         artifacts = _store_artifacts(store, outcome, prefix, provenance, parents, bundle)

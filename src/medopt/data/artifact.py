@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medopt.data.types import SPLIT_NAMES, ArraySplit, DataError, ImageDataset
 from medopt.atomic import atomic_open
+from medopt.data.types import SPLIT_NAMES, ArraySplit, DataError, ImageDataset
+from medopt.store.base import ArtifactStore
 
 FORMAT = "medopt-dataset/1"
 
@@ -89,3 +90,8 @@ def read_dataset(path: Path) -> ImageDataset:
         raise DataError(f"{path}: {exc}") from None
     except (OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: unreadable dataset artifact ({exc.__class__.__name__}: {exc})") from None
+
+
+def load_dataset_artifact(store: ArtifactStore, key: str, workdir: Path) -> ImageDataset:
+    """Fetch a stored dataset artifact into ``workdir`` (sha256-verified by the store) and read it."""
+    return read_dataset(store.get_file(key, Path(workdir) / "dataset.npz"))

@@ -21,6 +21,12 @@ class DataError(MedoptError, ValueError):
     """Any problem with input data; the message names the file, key or field that was wrong."""
 
 
+def check_task(task: str) -> None:
+    """Raise a ValueError naming the valid tasks when ``task`` is not one of them."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+
+
 def _check_images(images: np.ndarray) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         raise DataError(f"ArraySplit.images must be a uint8 numpy array, got {getattr(images, 'dtype', type(images))}")

@@ -13,14 +13,14 @@ import torch
 
 from medopt.config import ExperimentConfig, dump_yaml
 from medopt.data import ImageDataset, make_loader
+from medopt.data.artifact import load_dataset_artifact
+from medopt.evaluate.inference import evaluate_epoch
 from medopt.evaluate.metrics import compute_metrics, roc_points
 from medopt.evaluate.profile import latency_by_batch, peak_memory_mb
 from medopt.evaluate.report import write_report
 from medopt.evaluate.stats import bootstrap_ci
 from medopt.models.model_file import ModelBundle, load_model_file
 from medopt.store import ArtifactStore, Manifest
-from medopt.train.loop import evaluate_epoch
-from medopt.train.stage import load_dataset_artifact
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def predict_split(bundle: ModelBundle, dataset: ImageDataset, split: str = "test
 
 def profile_model(bundle: ModelBundle, cfg: ExperimentConfig) -> dict[str, Any]:
     """Eager PyTorch latency per batch size and the peak RSS growth of one inference at the largest batch."""
-    shape = (bundle.in_chans, bundle.input_size, bundle.input_size)
+    shape = bundle.geometry.input_shape
     ev = cfg.evaluate
     batch = max(ev.latency_batch_sizes)
     with torch.inference_mode():  # before the latency runs, whose freed buffers the allocator would reuse

@@ -43,12 +43,12 @@ class HospitalClient(NumPyClient):
         cfg, server_round = self._setup(config)
         if self.fault is not None:
             self.fault(self.client_id, server_round)
-        out = fit_client(cfg, self.bundle.spec, self.bundle.clients[self.client_id], parameters, server_round)
+        out = fit_client(cfg, self.bundle.geometry, self.bundle.clients[self.client_id], parameters, server_round)
         return out.weights, out.weight, out.metrics
 
     def evaluate(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[float, int, dict]:
         cfg, _ = self._setup(config)
-        return evaluate_client(cfg, self.bundle.spec, self.bundle.clients[self.client_id], parameters)
+        return evaluate_client(cfg, self.bundle.geometry, self.bundle.clients[self.client_id], parameters)
 
 
 def _resolve(bundle: Any) -> ClientBundle:

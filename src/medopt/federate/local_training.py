@@ -1,7 +1,7 @@
 """Client-side work of one hospital per round: local training (FedAvg/FedProx, optional DP clipping) and evaluation.
 
-Plain functions over a ``ClientData``, built on medopt's own epoch functions (``train_one_epoch``,
-``evaluate_epoch``) and optimizers; ``flower_client`` wraps them as Flower's ClientApp.
+Plain functions over a ``ClientData``, built on medopt's own epoch function (``train_one_epoch``), inference pass
+(``evaluate_epoch``), seed rule (``round_seed``) and optimizers; ``flower_client`` wraps them as Flower's ClientApp.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ from torch import nn
 from medopt.config import ExperimentConfig, config_from_json
 from medopt.data import make_loader
 from medopt.data.types import ArraySplit
+from medopt.evaluate.inference import epoch_scores, evaluate_epoch
 from medopt.evaluate.metrics import compute_metrics
 from medopt.federate.aggregate import uses_equal_weights
+from medopt.federate.arrays import NDArrays, get_weights, set_weights
 from medopt.federate.bn_stats import pack_stats, stat_pairs
 from medopt.federate.partitions import ClientData
 from medopt.federate.privacy import clip_update, global_norm
 from medopt.federate.proximal import ProximalLoss, snapshot_trainable
-from medopt.federate.task import TaskSpec
-from medopt.federate.arrays import NDArrays, get_weights, set_weights
-from medopt.models import create_model
 from medopt.models.bn_recalibration import recalibrate_batchnorm
+from medopt.models.geometry import ModelGeometry, build_model
+from medopt.train.loop import train_one_epoch
 from medopt.train.losses import build_loss, count_classes, evaluation_loss
-from medopt.train.loop import evaluate_epoch, train_one_epoch
 from medopt.train.optim import build_optimizer, build_scheduler
-from medopt.train.seeding import resolve_device
+from medopt.train.seeding import reseed_globals, resolve_device, round_seed
 
 logger = logging.getLogger(__name__)
 CONFIG_KEY = "experiment"
@@ -57,36 +57,31 @@ def parse_config(text: str) -> ExperimentConfig:
     return config_from_json(text)
 
 
-def build_client_model(cfg: ExperimentConfig, spec: TaskSpec) -> nn.Module:
+def build_client_model(cfg: ExperimentConfig, geometry: ModelGeometry) -> nn.Module:
     """The configured architecture; weights come from the server, so no pretrained file is read here."""
-    model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights_path": None})
-    return create_model(model_cfg, in_chans=spec.in_chans, num_classes=spec.num_classes, input_size=spec.input_size)
+    return build_model(cfg.model.model_copy(update={"pretrained": False, "weights_path": None}), geometry)
 
 
-def _seed(cfg: ExperimentConfig, client_id: int, server_round: int) -> None:
-    seed = int(np.random.SeedSequence([cfg.train.seed, client_id, server_round]).generate_state(1)[0])
-    torch.manual_seed(seed)
-
-
-def _loader(split: ArraySplit, cfg: ExperimentConfig, spec: TaskSpec, *, train: bool, seed: int) -> Any:
+def _loader(split: ArraySplit, cfg: ExperimentConfig, geometry: ModelGeometry, *, train: bool, seed: int) -> Any:
     bs = cfg.train.batch_size if train else max(cfg.train.batch_size, 256)
-    return make_loader(split, cfg.data.preprocess, batch_size=bs, shuffle=train, seed=seed, task=spec.task)
+    return make_loader(split, cfg.data.preprocess, batch_size=bs, shuffle=train, seed=seed, task=geometry.task)
 
 
-def _scores(model: nn.Module, split: ArraySplit, loss_fn: nn.Module, cfg: ExperimentConfig, spec: TaskSpec,
+def _scores(model: nn.Module, split: ArraySplit, loss_fn: nn.Module, cfg: ExperimentConfig, geometry: ModelGeometry,
             device: torch.device, prefix: str = "") -> dict[str, float]:
-    out = evaluate_epoch(model, _loader(split, cfg, spec, train=False, seed=0), loss_fn, device=device, task=spec.task)
-    metrics = compute_metrics(out.y_true, out.y_prob, spec.task, spec.class_names)
-    return {f"{prefix}loss": out.loss, **{f"{prefix}{k}": float(metrics[k]) for k in ("acc", "bacc", "auc")}}
+    loader = _loader(split, cfg, geometry, train=False, seed=0)
+    out = evaluate_epoch(model, loader, loss_fn, device=device, task=geometry.task)
+    metrics = compute_metrics(out.y_true, out.y_prob, geometry.task, geometry.class_names)
+    return {f"{prefix}loss": out.loss, **epoch_scores(metrics, prefix=prefix)}
 
 
-def _local_training(model: nn.Module, data: ClientData, cfg: ExperimentConfig, spec: TaskSpec,
-                    server_round: int, device: torch.device) -> float:
-    """Run ``federate.local_epochs`` epochs; returns the last epoch's mean training loss."""
-    loader = _loader(data.train, cfg, spec, train=True, seed=cfg.train.seed + 1000 * data.client_id + server_round)
+def _local_training(model: nn.Module, data: ClientData, cfg: ExperimentConfig, geometry: ModelGeometry,
+                    server_round: int, device: torch.device, seed: int) -> float:
+    """Run ``federate.local_epochs`` epochs, shuffling with ``seed``; returns the last epoch's mean training loss."""
+    loader = _loader(data.train, cfg, geometry, train=True, seed=seed)
     # a label-skewed hospital may lack a class: it has no targets to weigh, so count it once to keep weights finite
-    counts = np.maximum(count_classes(data.train.labels, spec.task, spec.num_classes), 1)
-    base = build_loss(spec.task, cfg.train, counts if cfg.train.class_weighting else None).to(device)
+    counts = np.maximum(count_classes(data.train.labels, geometry.task, geometry.num_classes), 1)
+    base = build_loss(geometry.task, cfg.train, counts if cfg.train.class_weighting else None).to(device)
     loss_fn: nn.Module = base
     if cfg.federate.strategy == "fedprox":
         loss_fn = ProximalLoss(base, model, snapshot_trainable(model), cfg.federate.proximal_mu)
@@ -100,17 +95,18 @@ def _local_training(model: nn.Module, data: ClientData, cfg: ExperimentConfig, s
     return loss
 
 
-def fit_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData, weights: NDArrays,
+def fit_client(cfg: ExperimentConfig, geometry: ModelGeometry, data: ClientData, weights: NDArrays,
                server_round: int) -> FitOutput:
     """Train the global ``weights`` locally and return the new weights (clipped to the DP bound when DP is on)."""
     start = time.perf_counter()
-    _seed(cfg, data.client_id, server_round)
+    seed = round_seed(cfg.train.seed, server_round, data.client_id)
+    reseed_globals(seed)
     device = resolve_device(cfg.train.device)
-    model = build_client_model(cfg, spec)
+    model = build_client_model(cfg, geometry)
     set_weights(model, weights)
     model.to(device)
-    train_loss = _local_training(model, data, cfg, spec, server_round, device)
-    recalibrate_batchnorm(model, _loader(data.train, cfg, spec, train=False, seed=0), device)
+    train_loss = _local_training(model, data, cfg, geometry, server_round, device, seed)
+    recalibrate_batchnorm(model, _loader(data.train, cfg, geometry, train=False, seed=0), device)
     new = get_weights(model.cpu())
     if cfg.federate.dp.enabled:
         new, norm = clip_update(new, weights, cfg.federate.dp.clip_norm)
@@ -120,8 +116,8 @@ def fit_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData, weights:
                "update_norm": norm, "train_seconds": time.perf_counter() - start}
     if len(data.val):
         set_weights(model, new)
-        metrics.update(_scores(model.to(device), data.val, evaluation_loss(spec.task, cfg.train).to(device), cfg,
-                               spec, device, prefix="val_"))
+        metrics.update(_scores(model.to(device), data.val, evaluation_loss(geometry.task, cfg.train).to(device), cfg,
+                               geometry, device, prefix="val_"))
     weight = 1 if uses_equal_weights(cfg.federate) else len(data.train)
     return FitOutput(new, weight, metrics)
 
@@ -134,7 +130,7 @@ def shares_statistics(cfg: ExperimentConfig) -> bool:
     return not (cfg.federate.dp.enabled or cfg.federate.secagg)
 
 
-def evaluate_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData,
+def evaluate_client(cfg: ExperimentConfig, geometry: ModelGeometry, data: ClientData,
                     weights: NDArrays) -> tuple[float, int, dict[str, Any]]:
     """(loss, n, metrics) of the global ``weights`` on this client's own test split.
 
@@ -142,12 +138,13 @@ def evaluate_client(cfg: ExperimentConfig, spec: TaskSpec, data: ClientData,
     SecAgg+ is on, they go back to the server as ``metrics["bn_stats"]`` (bytes) with ``metrics["bn_count"]``.
     """
     device = resolve_device(cfg.train.device)
-    model = build_client_model(cfg, spec)
+    model = build_client_model(cfg, geometry)
     set_weights(model, weights)
     model.to(device)
     pairs = stat_pairs(model)
-    recalibrate_batchnorm(model, _loader(data.train, cfg, spec, train=False, seed=0), device)
-    scores = _scores(model, data.test, evaluation_loss(spec.task, cfg.train).to(device), cfg, spec, device)
+    recalibrate_batchnorm(model, _loader(data.train, cfg, geometry, train=False, seed=0), device)
+    loss_fn = evaluation_loss(geometry.task, cfg.train).to(device)
+    scores = _scores(model, data.test, loss_fn, cfg, geometry, device)
     metrics: dict[str, Any] = {"client": float(data.client_id), **scores}
     if pairs and shares_statistics(cfg):
         metrics.update({STATS_KEY: pack_stats(get_weights(model.cpu()), pairs), COUNT_KEY: float(len(data.train))})

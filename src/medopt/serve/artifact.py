@@ -66,7 +66,8 @@ class Described(NamedTuple):
 
 
 def _bundle_description(bundle: ModelBundle) -> Described:
-    return Described(tuple(bundle.class_names), bundle.task, bundle.in_chans, bundle.preprocess)
+    geometry = bundle.geometry
+    return Described(geometry.class_names, geometry.task, geometry.in_chans, bundle.preprocess)
 
 
 def _meta_description(manifest: Manifest) -> Described | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -11,18 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from medopt.config import TrainConfig
+from medopt.data.types import Task, check_task
 
 logger = logging.getLogger(__name__)
-
-Task = Literal["binary", "multiclass", "multilabel"]
-TASKS: tuple[str, ...] = get_args(Task)
-
-
-def check_task(task: str) -> None:
-    """Raise a ValueError naming the valid tasks when ``task`` is not one of them."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
-
 
 def count_classes(labels: np.ndarray, task: Task, num_classes: int) -> np.ndarray:
     """Training-label counts in the shape ``build_loss`` expects.

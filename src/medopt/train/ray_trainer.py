@@ -25,11 +25,12 @@ from torch import nn
 from medopt.config import ExperimentConfig
 from medopt.data.types import ImageDataset
 from medopt.errors import MedoptError
-from medopt.train.loop import FitResult
+from medopt.models.geometry import ModelGeometry, build_model
 from medopt.train.ray_runtime import ray_session
 from medopt.train.ray_storage import ray_storage
-from medopt.train.ray_worker import STATE_FILE, ResumeError, load_checkpoint_dir, replay, train_worker
+from medopt.train.ray_worker import STATE_FILE, ResumeError, load_checkpoint_dir, train_worker
 from medopt.train.seeding import DeviceUnavailableError
+from medopt.train.tracker import EpochTracker, FitResult
 
 logger = logging.getLogger(__name__)
 
@@ -156,30 +157,17 @@ class _Pump:
 
 def fit_result_from_state(state: dict[str, Any], cfg: ExperimentConfig, model: nn.Module) -> FitResult:
     """Put the best epoch's weights into ``model`` and build the FitResult, as the local ``fit`` finishes."""
-    tracker = replay(state, cfg)
-    last = int(state["epoch"])
+    tracker = EpochTracker.resume(cfg.train, state)
     model.load_state_dict(state["model"])
-    best_epoch, best_score = tracker.stopper.best_epoch, tracker.stopper.best_score
-    if best_epoch is None:
-        logger.warning("%s was never finite; keeping the last epoch's weights", cfg.train.monitor)
-        best_epoch, best_score = last, math.nan
-    elif best_epoch != last and tracker.best_model is not None:
-        model.load_state_dict(tracker.best_model)
-    return FitResult(best_epoch=int(best_epoch), best_score=float(best_score),
-                     epochs_run=len(tracker.history["epoch"]), stopped_early=tracker.stopped,
-                     history=tracker.history, monitor=cfg.train.monitor, _state=state)
+    return tracker.finish(model, state)
 
 
 def _outcome(result: Any, pump: _Pump, cfg: ExperimentConfig, dataset: ImageDataset, called: float) -> RayTrainOutcome:
-    from medopt.models import create_model
-    from medopt.train.stage import model_geometry
-
     if result.checkpoint is None:
         raise RayTrainingError("Ray Train finished without a checkpoint (no epoch completed)")
     with result.checkpoint.as_directory() as path:
         state = load_checkpoint_dir(path)
-    in_chans, num_classes, size = model_geometry(cfg, dataset)
-    model = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=size)
+    model = build_model(cfg.model, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
     fit = fit_result_from_state(state, cfg, model)
     starts = [e for e in pump.seen if e["event"] == "start"]
     startup = (starts[0]["time"] - called) if starts else math.nan

@@ -1,9 +1,10 @@
 """The per-worker loop Ray Train runs: the local trainer's epoch functions under DDP, one checkpoint per epoch.
 
 Each worker re-validates the experiment config, fetches the dataset from Ray's object store, builds the model through
-``create_model``, shards the training split with a ``DistributedSampler`` and calls ``train_one_epoch``. Rank 0 alone
+``build_model``, shards the training split with a ``DistributedSampler`` and calls ``train_one_epoch``. Rank 0 alone
 evaluates the full validation split with the unwrapped model (a DDP forward on one rank would wait for the others)
-and broadcasts the history row, so every rank takes the same early-stopping decision. Rank 0 writes the checkpoint
+and broadcasts the history row (``epoch_row``), so every rank's ``EpochTracker`` (the local ``fit``'s) takes the
+same early-stopping decision. Rank 0 writes the checkpoint
 (``checkpoint_state``: model, optimizer, scheduler, history, best weights); a restarted worker group resumes from it.
 """
 
@@ -11,17 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from medopt.config import ExperimentConfig
@@ -29,13 +28,15 @@ from medopt.data.loader import label_tensor
 from medopt.data.transforms import augment_batch, preprocess_batch
 from medopt.data.types import ImageDataset
 from medopt.errors import MedoptError
+from medopt.evaluate.inference import epoch_scores, evaluate_epoch
 from medopt.evaluate.metrics import compute_metrics
-from medopt.models import create_model
-from medopt.train.early_stopping import EarlyStopping
-from medopt.train.loop import HISTORY_KEYS, checkpoint_state, evaluate_epoch, restore_state, train_one_epoch
+from medopt.models.geometry import ModelGeometry, build_model
+from medopt.train.loop import train_one_epoch
 from medopt.train.losses import build_loss, count_classes
 from medopt.train.optim import build_optimizer, build_scheduler
-from medopt.train.seeding import seed_everything
+from medopt.train.seeding import epoch_seed, reseed_globals, seed_everything
+from medopt.train.state import checkpoint_state, restore_state
+from medopt.train.tracker import EpochTracker, epoch_row
 
 logger = logging.getLogger(__name__)
 
@@ -65,50 +66,6 @@ def per_worker_batch(batch_size: int, world: int) -> int:
 
 
 @dataclass
-class _Tracker:
-    """History rows, early stopping and the best weights, exactly as ``fit`` keeps them."""
-
-    history: dict[str, list[float]]
-    stopper: EarlyStopping
-    best_model: dict[str, Tensor] | None = None
-    stopped: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def record(self, row: dict[str, float], model: nn.Module | None, monitor: str) -> None:
-        for key in HISTORY_KEYS:
-            self.history[key].append(float(row[key]))
-        if self.stopper.update(int(row["epoch"]), row[monitor]) and model is not None:
-            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def new_tracker(cfg: ExperimentConfig) -> _Tracker:
-    """An empty tracker for ``cfg.train.monitor`` (min for val_loss, max otherwise)."""
-    mode = "min" if cfg.train.monitor == "val_loss" else "max"
-    return _Tracker({k: [] for k in HISTORY_KEYS}, EarlyStopping(cfg.train.early_stopping_patience, mode))
-
-
-def replay(state: dict[str, Any], cfg: ExperimentConfig) -> _Tracker:
-    """Rebuild history, early-stopping state and best weights from a checkpoint."""
-    tracker = new_tracker(cfg)
-    hist = state["history"]
-    for i in range(len(hist.get("epoch", []))):
-        tracker.record({k: hist[k][i] for k in HISTORY_KEYS}, None, cfg.train.monitor)
-    extra = state.get("extra") or {}
-    tracker.best_model = extra.get("best_model")
-    tracker.stopped = bool(extra.get("stopped_early", False))
-    return tracker
-
-
-def _seed_epoch(seed: int, epoch: int, rank: int) -> int:
-    """Reseed the global generators from (seed, epoch, rank): a resumed epoch draws what a straight one would."""
-    s = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-    random.seed(s)
-    np.random.seed(s)
-    torch.manual_seed(s)
-    return s
-
-
-@dataclass
 class _Parts:
     model: nn.Module
     module: nn.Module
@@ -125,11 +82,8 @@ class _Parts:
 def _build(cfg: ExperimentConfig, dataset: ImageDataset, rank: int, world: int) -> _Parts:
     from ray.train.torch import get_device, prepare_model
 
-    from medopt.train.stage import model_geometry
-
     seed_everything(cfg.train.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
-    in_chans, num_classes, size = model_geometry(cfg, dataset)
-    module = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=size)
+    module = build_model(cfg.model, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
     pre, task, device = cfg.data.preprocess, dataset.task, get_device()
     train_set = TensorDataset(preprocess_batch(dataset.train.images, pre), label_tensor(dataset.train, task))
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
@@ -143,12 +97,6 @@ def _build(cfg: ExperimentConfig, dataset: ImageDataset, rank: int, world: int) 
     scheduler = build_scheduler(optimizer, cfg.train, len(train_loader))
     return _Parts(model, module, sampler, train_loader, val_loader, loss_fn, optimizer, scheduler, device,
                   torch.Generator())
-
-
-def _evaluate(parts: _Parts, cfg: ExperimentConfig, dataset: ImageDataset) -> dict[str, float]:
-    val = evaluate_epoch(parts.module, parts.val_loader, parts.loss_fn, device=parts.device, task=dataset.task)
-    metrics = compute_metrics(val.y_true, val.y_prob, dataset.task, dataset.class_names)
-    return {"val_loss": val.loss, **{f"val_{k}": float(metrics[k]) for k in ("acc", "bacc", "auc")}}
 
 
 def _share(row: dict[str, float] | None, world: int) -> dict[str, float]:
@@ -165,7 +113,8 @@ def _share(row: dict[str, float] | None, world: int) -> dict[str, float]:
 def _epoch(parts: _Parts, cfg: ExperimentConfig, dataset: ImageDataset, epoch: int, rank: int,
            world: int) -> dict[str, float]:
     """Train one epoch on this rank's shard; rank 0 evaluates; every rank returns the same history row."""
-    seed = _seed_epoch(cfg.train.seed, epoch, rank)
+    seed = epoch_seed(cfg.train.seed, epoch, rank)
+    reseed_globals(seed)
     parts.sampler.set_epoch(epoch)
     parts.generator.manual_seed(seed)
     aug_cfg = cfg.data.augment
@@ -177,15 +126,15 @@ def _epoch(parts: _Parts, cfg: ExperimentConfig, dataset: ImageDataset, epoch: i
                             grad_clip=cfg.train.grad_clip)
     row = None
     if rank == 0:
-        row = {"epoch": float(epoch), "train_loss": train["loss"], **_evaluate(parts, cfg, dataset),
-               "lr": train["lr"], "epoch_seconds": time.perf_counter() - start,
-               "samples_per_s": train["samples"] * world / max(train["seconds"], 1e-12)}
+        val = evaluate_epoch(parts.module, parts.val_loader, parts.loss_fn, device=parts.device, task=dataset.task)
+        scores = epoch_scores(compute_metrics(val.y_true, val.y_prob, dataset.task, dataset.class_names))
+        row = epoch_row(epoch, train, val.loss, scores, time.perf_counter() - start, world)
         logger.info("rank 0 epoch %d train_loss %.4f val_auc %.4f (%.1fs)", epoch, row["train_loss"],
                     row["val_auc"], row["epoch_seconds"])
     return _share(row, world)
 
 
-def _report(parts: _Parts, tracker: _Tracker, row: dict[str, float], rank: int) -> None:
+def _report(parts: _Parts, tracker: EpochTracker, row: dict[str, float], rank: int) -> None:
     """Every rank reports the row; rank 0 attaches the checkpoint of the epoch just finished."""
     import ray.train
 
@@ -193,8 +142,7 @@ def _report(parts: _Parts, tracker: _Tracker, row: dict[str, float], rank: int) 
         checkpoint = None
         if rank == 0:
             state = checkpoint_state(parts.module, parts.optimizer, parts.scheduler, int(row["epoch"]),
-                                     tracker.history, extra={"best_model": tracker.best_model,
-                                                             "stopped_early": tracker.stopped})
+                                     tracker.history, extra=tracker.extra())
             torch.save(state, Path(tmp) / STATE_FILE)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(dict(row), checkpoint=checkpoint)
@@ -231,18 +179,18 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     events = loop_config.get("events")
     parts = _build(cfg, dataset, rank, world)
     state, origin = _starting_state(loop_config.get("resume_from"))
-    first, tracker = 0, new_tracker(cfg)
+    first, tracker = 0, EpochTracker.for_config(cfg.train)
     if state is not None:
         first = restore_state(state, parts.module, parts.optimizer, parts.scheduler)
-        tracker = replay(state, cfg)
+        tracker = EpochTracker.resume(cfg.train, state, parts.module)
     _emit(events, rank, {"event": "start", "start_epoch": first, "origin": origin, "world": world})
-    stop = tracker.stopped or (tracker.stopper.should_stop and first < cfg.train.epochs)
-    for epoch in range(first, cfg.train.epochs if not stop else first):
+    if tracker.finished_before(first, cfg.train.epochs):
+        return
+    for epoch in range(first, cfg.train.epochs):
         row = _epoch(parts, cfg, dataset, epoch, rank, world)
-        tracker.record(row, parts.module if rank == 0 else None, cfg.train.monitor)
-        tracker.stopped = tracker.stopper.should_stop and epoch + 1 < cfg.train.epochs
+        tracker.record(row, parts.module if rank == 0 else None)
+        stop = tracker.stops_after(epoch, cfg.train.epochs)
         _report(parts, tracker, row, rank)
         _emit(events, rank, {"event": "epoch", "epoch": epoch, "row": row})
-        if tracker.stopped:
-            logger.info("early stop after epoch %d", epoch)
+        if stop:
             break

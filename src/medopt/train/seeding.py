@@ -45,6 +45,32 @@ def seed_everything(seed: int) -> torch.Generator:
     return generator
 
 
+def derive_seed(base_seed: int, *keys: int) -> int:
+    """One 32-bit seed from a base seed and integer keys: the single rule every per-epoch and per-round seed uses.
+
+    Why a hash (``SeedSequence``) and not arithmetic: ``seed + 1000 * client + round`` collides (client 0 round
+    1000 = client 1 round 0); hashed keys do not, and trailing zero keys do not change the result.
+    """
+    return int(np.random.SeedSequence([base_seed, *keys]).generate_state(1)[0])
+
+
+def epoch_seed(base_seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch on one rank: a resumed epoch draws what an uninterrupted one would."""
+    return derive_seed(base_seed, epoch, rank)
+
+
+def round_seed(base_seed: int, server_round: int, client_id: int) -> int:
+    """The seed of one federated client's local training in one round."""
+    return derive_seed(base_seed, client_id, server_round)
+
+
+def reseed_globals(seed: int) -> None:
+    """Reseed python's, numpy's and torch's global generators (shuffling, dropout, augmentation) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def resolve_device(name: DeviceName) -> torch.device:
     """Turn train.device into a torch.device; 'auto' prefers CUDA when present.
 

@@ -13,15 +13,17 @@ import numpy as np
 import torch
 
 from medopt.config import ExperimentConfig
-from medopt.data import ImageDataset, augment_batch, make_loader, read_dataset
+from medopt.data import ImageDataset, augment_batch, make_loader
+from medopt.data.artifact import load_dataset_artifact
 from medopt.evaluate.metrics import compute_metrics
-from medopt.models import create_model
+from medopt.models.geometry import ModelGeometry, build_model
 from medopt.models.model_file import save_model_file
 from medopt.store import ArtifactStore, Manifest
 from medopt.train.history import save_history
+from medopt.train.loop import fit
 from medopt.train.losses import count_classes
-from medopt.train.loop import FitResult, fit
 from medopt.train.seeding import resolve_device, seed_everything
+from medopt.train.tracker import FitResult
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -31,19 +33,6 @@ class TrainResult:
     model: Manifest
     history: Manifest
     fit: FitResult
-
-
-def load_dataset_artifact(store: ArtifactStore, key: str, workdir: Path) -> ImageDataset:
-    """Fetch (hash-verified) and read a dataset artifact."""
-    return read_dataset(store.get_file(key, workdir / "dataset.npz"))
-
-
-def model_geometry(cfg: ExperimentConfig, dataset: ImageDataset) -> tuple[int, int, int]:
-    """(in_chans, num_classes, input_size) the model must have to eat this dataset after preprocessing."""
-    pre = cfg.data.preprocess
-    in_chans = 3 if pre.to_rgb else dataset.channels
-    input_size = pre.crop_size if (pre.crop != "none" and pre.crop_size) else pre.image_size
-    return in_chans, dataset.num_classes, input_size
 
 
 def train_model(
@@ -56,9 +45,8 @@ def train_model(
     image size, then the last ones at the deployed size); by default a fresh one is built from ``cfg.model``.
     """
     generator = seed_everything(cfg.train.seed)
-    in_chans, num_classes, input_size = model_geometry(cfg, dataset)
     if model is None:
-        model = create_model(cfg.model, in_chans=in_chans, num_classes=num_classes, input_size=input_size)
+        model = build_model(cfg.model, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
     pre, bs = cfg.data.preprocess, cfg.train.batch_size
     train_loader = make_loader(dataset.train, pre, batch_size=bs, shuffle=True, seed=cfg.train.seed, task=dataset.task)
     val_loader = make_loader(dataset.val, pre, batch_size=max(bs, 256), shuffle=False, seed=0, task=dataset.task)
@@ -103,7 +91,7 @@ def run_train(
                                            run_prefix=prefix)
         else:
             model, result = train_model(cfg, dataset, on_epoch_end=on_epoch_end)
-        in_chans, num_classes, input_size = model_geometry(cfg, dataset)
+        geometry = ModelGeometry.from_dataset(cfg.data.preprocess, dataset)
         summary = {
             "best_epoch": result.best_epoch,
             "best_score": result.best_score,
@@ -128,10 +116,8 @@ def run_train(
             )
             parents.append(checkpoint.key)
         model_path = work / "model.pt"
-        save_model_file(
-            model_path, model.cpu(), model_config=cfg.model, preprocess=cfg.data.preprocess, in_chans=in_chans,
-            num_classes=num_classes, input_size=input_size, class_names=dataset.class_names, task=dataset.task,
-        )
+        save_model_file(model_path, model.cpu(), model_config=cfg.model, preprocess=cfg.data.preprocess,
+                        geometry=geometry)
         model_manifest = store.put_file(
             f"{prefix}/train/model.pt", model_path, kind="model/pytorch", config=provenance, metrics=summary,
             parents=parents, meta={"model": cfg.model.name, "history": history.key},

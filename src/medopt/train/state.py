@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_KEYS: tuple[str, ...] = ("epoch", "model", "optimizer", "scheduler", "history")
 
 
-class CheckpointError(MedoptError, ValueError):
+class TrainingStateError(MedoptError, ValueError):
     """A training-state dict is malformed or does not match the model/optimizer/scheduler it is restored into."""
 
 
@@ -62,24 +62,24 @@ def restore_state(
     """Load a ``checkpoint_state`` dict into fresh objects; returns the epoch to resume at (saved epoch + 1).
 
     Raises:
-        CheckpointError: missing keys, weights that do not fit the model, or a scheduler the checkpoint lacks.
+        TrainingStateError: missing keys, weights that do not fit the model, or a scheduler the checkpoint lacks.
     """
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"training state must be a dict, got {type(state).__name__}")
+        raise TrainingStateError(f"training state must be a dict, got {type(state).__name__}")
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
-        raise CheckpointError(f"training state is missing keys {missing}")
+        raise TrainingStateError(f"training state is missing keys {missing}")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"training state 'model' does not fit the model: {exc}") from None
+        raise TrainingStateError(f"training state 'model' does not fit the model: {exc}") from None
     if optimizer is not None:
         if state["optimizer"] is None:
-            raise CheckpointError("training state has no 'optimizer' state but an optimizer was given")
+            raise TrainingStateError("training state has no 'optimizer' state but an optimizer was given")
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         if state["scheduler"] is None:
-            raise CheckpointError("training state has no 'scheduler' state but a scheduler was given")
+            raise TrainingStateError("training state has no 'scheduler' state but a scheduler was given")
         scheduler.load_state_dict(state["scheduler"])
     elif state["scheduler"] is not None:
         logger.warning("training state has scheduler state but no scheduler was given; ignoring it")
