@@ -112,7 +112,7 @@ def test_v1_forwarding_answers_both_protocols(services: dict[str, Running], file
     from kserve import InferInput, InferRequest
 
     from medopt.config import ServeConfig
-    from medopt.serve.transformer import MedoptTransformer, predictor_config
+    from medopt.serve.transformer_model import MedoptTransformer, predictor_config
 
     host = services["predictor"].url.removeprefix("http://")
     rows = [{"b64": base64.b64encode(b).decode()} for b in files]

@@ -1,4 +1,4 @@
-"""The KServe predictor for medopt artifacts: thin on purpose (codecs live in codec.py, batching in batching.py)."""
+"""The KServe predictor for medopt artifacts: thin on purpose (decoding in request.py, batching in batching.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from kserve.errors import InvalidInput
 from medopt.config import ServeConfig
 from medopt.serve.artifact import ServedModel, load_served_model
 from medopt.serve.batching import Batcher, BatchHook, prometheus_hook
-from medopt.serve.codec import CodecError, decode_v1, decode_v2_inputs, encode_v1, encode_v2, probabilities
+from medopt.serve.codec import encode_v1, encode_v2, probabilities
+from medopt.serve.request import decode_request
 from medopt.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
@@ -48,21 +49,12 @@ class MedoptModel(Model):
         self.ready = True
         return self.ready
 
-    def _decode(self, payload: Any) -> np.ndarray:
-        assert self.served is not None
-        try:
-            if isinstance(payload, InferRequest):
-                return decode_v2_inputs(payload.inputs, self.served.spec)
-            return decode_v1(payload, self.served.spec)
-        except CodecError as exc:
-            raise InvalidInput(str(exc)) from None
-
     async def predict(self, payload: Any, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> Any:
         """Decode, run through the batcher, and answer in the caller's protocol."""
         if self.served is None or self.batcher is None:
             raise InvalidInput(f"model '{self.name}' is not loaded")
-        x = self._decode(payload)
+        x = decode_request(payload, self.served.spec, self.name)
         logits = await self.batcher.submit(x)
         probs = probabilities(logits, self.served.info.task)
         if isinstance(payload, InferRequest):

@@ -1,11 +1,13 @@
 """KServe's REST (V1 + V2) and gRPC servers around medopt models, with the three changes medopt needs.
 
 1. Bind to ``ServeConfig.host`` (127.0.0.1 by default); kserve 0.21 hard-codes 0.0.0.0 / [::].
-2. Decode V2 binary tensors with numpy (``serve/binary.py``) instead of kserve's element-by-element lists.
+2. Decode V2 binary tensors with numpy (``serve/request.py``, ``serve/binary.py``) instead of kserve's
+   element-by-element lists.
 3. Refuse bodies above ``max_body_bytes`` with 413 before reading them, and answer malformed JSON with one line.
 
 The server starts listening first and loads the model in the background, so readiness probes see "not ready" until
 the warm-up inference has run; a model that fails to load (e.g. a sha256 mismatch) stops the server with an error.
+The private kserve members this needs are called through ``kserve_compat``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING, INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.errors import InvalidInput
+from kserve import Model
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -31,9 +33,8 @@ from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException
 
 from medopt.config import ServeConfig
-from medopt.serve.binary import decode_binary_request
-from medopt.serve.codec import CodecError
-from medopt.serve.model import MedoptModel
+from medopt.serve.kserve_compat import add_kserve_routes, request_exit
+from medopt.serve.request import decode_binary_body
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +45,7 @@ class NumpyDataPlane(DataPlane):
     def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> Any:
         if not isinstance(body, (bytes, bytearray)):
             return super().decode_inference_request(body, headers, model_name)
-        raw = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
-        if raw is None or not raw.strip().isdigit():
-            raise InvalidInput(f"binary request needs an integer '{INFERENCE_CONTENT_LENGTH_HEADER}' header")
-        try:
-            return decode_binary_request(bytes(body), int(raw), model_name)
-        except CodecError as exc:
-            raise InvalidInput(str(exc)) from None
+        return decode_binary_body(bytes(body), headers, model_name)
 
 
 class BodyLimitMiddleware:
@@ -105,15 +100,14 @@ class MedoptRESTServer(RESTServer):
 
     def create_application(self) -> None:
         app = FastAPI(title="medopt model server", docs_url=None, redoc_url=None)
-        self._register_endpoints(app)
-        self._add_exception_handlers(app)
+        add_kserve_routes(self, app)
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.add_exception_handler(HTTPException, _http_error)
         app.add_middleware(BodyLimitMiddleware, max_bytes=self.max_body_bytes)
         self.config.app = app
 
     def request_exit(self) -> None:
-        self._server.should_exit = True
+        request_exit(self)
 
 
 class MedoptGRPCServer:
@@ -148,7 +142,7 @@ class MedoptGRPCServer:
 class MedoptServer:
     """REST + gRPC for a set of models; ``serve()`` returns after SIGTERM/SIGINT or ``request_stop()``."""
 
-    def __init__(self, models: list[MedoptModel], cfg: ServeConfig) -> None:
+    def __init__(self, models: list[Model], cfg: ServeConfig) -> None:
         self.cfg = cfg
         self.models = models
         repository = ModelRepository()
@@ -198,3 +192,13 @@ class MedoptServer:
             for model in self.models:
                 model.stop()
         logger.info("server stopped")
+
+
+def serve_until_stopped(model: Model, cfg: ServeConfig) -> int:
+    """Serve one kserve model (predictor or transformer) until SIGTERM/SIGINT; 1 if it failed to load."""
+    server = MedoptServer([model], cfg)
+    asyncio.run(server.serve())
+    if server.load_error is not None:
+        logger.error("not serving: %s", server.load_error)
+        return 1
+    return 0

@@ -1,15 +1,9 @@
-"""A separate KServe transformer: PNG/JPEG/DICOM/tensor requests in, float32 tensors out to the medopt predictor.
-
-`python -m medopt.serve.transformer --artifact KEY --predictor-host HOST:PORT [--protocol v1|v2] [--http-port N]
-[--store ROOT] [--config CFG] [--set serve.x=y]`
-
-It decodes with the same codec as the in-predictor path (``codec.py``, i.e. the data stage's readers and
-preprocessing), described by the artifact's manifest (``artifact.describe_model``: no weights, no ORT session), and
-forwards with KServe's own ``Model.predict`` (``InferenceRESTClient`` to ``predictor_host``). Callers may use V1 or V2
-whatever the predictor's protocol: the answer is the predictor's, re-encoded only when the two protocols differ.
+"""`python -m medopt.serve.transformer --artifact KEY --predictor-host HOST:PORT [--protocol v1|v2] [--http-port N]
+[--store ROOT] [--config CFG] [--set serve.x=y]`: run the separate KServe transformer (``transformer_model.py``).
 
 KServe's controller appends ``--model_name``, ``--predictor_host`` and ``--http_port`` to a transformer container
-unless present, so those spellings are accepted too.
+unless present, so those spellings are accepted too. Importing this module does nothing but define: flags are
+parsed in ``main()``, and kserve (which parses ``sys.argv`` when first imported) is imported in ``run()``.
 """
 
 from __future__ import annotations
@@ -17,181 +11,23 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from medopt.config import ConfigError, ServeConfig, load_config
-from medopt.serve.__main__ import _import_server, serve_config, serve_until_stopped
-
-_import_server()  # kserve parses sys.argv when first imported: import it (and the server) with a clean argv
-
-import httpx  # noqa: E402
-from kserve import InferInput, InferRequest, InferResponse, Model, PredictorConfig  # noqa: E402
-from kserve.errors import InferenceError, InvalidInput, ServerNotReady  # noqa: E402
-
-from medopt.serve.artifact import describe_model  # noqa: E402
-from medopt.serve.codec import (  # noqa: E402
-    OUTPUT_PROBS,
-    CodecError,
-    InputSpec,
-    ModelInfo,
-    decode_v1,
-    decode_v2_inputs,
-    encode_v1,
-    encode_v2,
-)
-from medopt.store import ArtifactStore  # noqa: E402
+from medopt.serve.launch import PREDICTOR_PROTOCOLS, import_kserve, load_serve_config, run_main
 
 logger = logging.getLogger(__name__)
-
-PROTOCOLS = ("v1", "v2")
-INPUT_NAME = "input"
-# The caller's request (an InferRequest) or None for V1, set by preprocess and read by postprocess of the same call:
-# KServe runs preprocess -> predict -> postprocess in one task, so the value cannot leak between requests.
-_CALLER: ContextVar[InferRequest | None] = ContextVar("medopt_transformer_caller", default=None)
-
-
-def _predictor_reason(response: httpx.Response) -> str:
-    """The predictor's one-line ``error`` (not KServe's message, which names the internal predictor URL)."""
-    try:
-        reason = str(response.json().get("error") or "")
-    except (ValueError, AttributeError):
-        reason = ""
-    return " ".join((reason or f"HTTP {response.status_code}").split())
-
-
-def predictor_config(host: str, protocol: str, *, timeout_s: int = 60) -> PredictorConfig:
-    """KServe's predictor settings for plain HTTP to ``host`` (``name:port``, no scheme) in ``protocol`` v1 or v2."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if not host or "://" in host or "/" in host:
-        raise ConfigError(f"--predictor-host must be HOST[:PORT] without scheme or path, got {host!r}")
-    return PredictorConfig(predictor_host=host, predictor_protocol=protocol,
-                           predictor_request_timeout_seconds=timeout_s)
-
-
-class MedoptTransformer(Model):
-    """Decodes requests into the model's float32 batch and lets KServe forward it to the predictor over HTTP."""
-
-    def __init__(self, cfg: ServeConfig, store: ArtifactStore, artifact: str, predictor: PredictorConfig) -> None:
-        super().__init__(cfg.model_name)  # KServe forwards to the predictor's model of the same name
-        self.cfg = cfg
-        self.store = store
-        self.artifact = artifact
-        self._predictor = predictor
-        self.spec: InputSpec | None = None
-        self.info: ModelInfo | None = None
-
-    @property
-    def predictor_config(self) -> PredictorConfig:
-        """This transformer's own predictor (KServe's default reads a process-wide context variable)."""
-        return self._predictor
-
-    def load(self) -> bool:
-        """Describe the artifact (input spec, class names, preprocessing); no weights are loaded here."""
-        self.ready = False
-        with tempfile.TemporaryDirectory(prefix="medopt-transformer-") as tmp:
-            self.spec, self.info = describe_model(self.store, self.artifact, name=self.name,
-                                                  max_rows=self.cfg.max_images, workdir=Path(tmp))
-        logger.info("transformer for %s: input %s, forwarding %s to %s", self.artifact, self.spec.shape,
-                    self._predictor.protocol, self._predictor.predictor_base_url)
-        self.ready = True
-        return self.ready
-
-    def _decode(self, payload: Any) -> np.ndarray:
-        if self.spec is None:
-            raise InvalidInput(f"transformer '{self.name}' is not loaded")
-        try:
-            if isinstance(payload, InferRequest):
-                return decode_v2_inputs(payload.inputs, self.spec)
-            return decode_v1(payload, self.spec)
-        except CodecError as exc:
-            raise InvalidInput(str(exc)) from None
-
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any] | InferRequest:
-        """Images/DICOM/tensors to one float32 (N,C,H,W) batch, as the predictor's raw-tensor input."""
-        x = self._decode(payload)
-        _CALLER.set(payload if isinstance(payload, InferRequest) else None)
-        if self._predictor.protocol == "v1":
-            return {"instances": x.tolist()}  # float32 -> JSON double -> float32 is exact
-        tensor = InferInput(name=INPUT_NAME, shape=list(x.shape), datatype="FP32")
-        # JSON data, not binary: kserve 0.21's forwarding sends binary bodies with both "Content-Type:
-        # application/json" and "content-type: application/octet-stream", which the predictor cannot parse.
-        tensor.set_data_from_numpy(x, binary_data=False)
-        caller_id = payload.id if isinstance(payload, InferRequest) else None
-        return InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=caller_id)
-
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> Any:
-        """KServe's forwarding; the predictor's refusals become one-line 4xx, an unreachable predictor a 503."""
-        try:
-            return await super().predict(payload, headers, response_headers)
-        except httpx.HTTPStatusError as exc:
-            reason = _predictor_reason(exc.response)
-            if 400 <= exc.response.status_code < 500:
-                raise InvalidInput(f"predictor refused the request: {reason}") from None
-            raise InferenceError(f"predictor failed: {reason}") from None
-        except httpx.TransportError as exc:
-            raise ServerNotReady(f"predictor {self._predictor.predictor_host} unreachable "
-                                 f"({exc.__class__.__name__})") from None
-
-    async def postprocess(self, result: Any, headers: dict[str, str] | None = None,
-                          response_headers: dict[str, str] | None = None) -> Any:
-        """The predictor's answer in the caller's protocol (its probabilities, version and sha256, unchanged)."""
-        caller = _CALLER.get()
-        if caller is None and isinstance(result, dict):
-            return result
-        if caller is not None and isinstance(result, InferResponse):
-            params = dict(result.parameters or {})
-            return InferResponse(response_id=caller.id or result.id or "", model_name=result.model_name,
-                                 model_version=params.get("model_version"), infer_outputs=result.outputs,
-                                 parameters=params, use_binary_outputs=caller.use_binary_outputs,
-                                 requested_outputs=caller.request_outputs)
-        probs, info = self._answer(result)
-        return encode_v1(probs, info) if caller is None else encode_v2(probs, info, caller)
-
-    def _answer(self, result: Any) -> tuple[np.ndarray, ModelInfo]:
-        """Probabilities and identity from a predictor answer in the other protocol (labels follow by argmax)."""
-        assert self.info is not None
-        if isinstance(result, InferResponse):
-            params = dict(result.parameters or {})
-            outputs = {o.name: o for o in result.outputs}
-            probs = outputs[OUTPUT_PROBS].as_numpy()
-            version, sha = params.get("model_version", ""), params.get("sha256", "")
-        else:
-            probs = np.array([p[OUTPUT_PROBS] for p in result["predictions"]], dtype=np.float32)
-            version, sha = result.get("model_version", ""), result.get("sha256", "")
-        return probs, ModelInfo(name=self.name, version=str(version), sha256=str(sha),
-                                class_names=self.info.class_names, task=self.info.task)
-
-    def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: what the predictor takes; BYTES files and UINT8 images are accepted and decoded here."""
-        shape = [-1, *self.spec.shape] if self.spec else [-1, -1, -1, -1]
-        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": shape}]
-
-    def get_output_types(self) -> list[dict[str, Any]]:
-        classes = len(self.info.class_names) if self.info else -1
-        return [{"name": OUTPUT_PROBS, "datatype": "FP32", "shape": [-1, classes]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]},
-                {"name": "class_name", "datatype": "BYTES", "shape": [-1]}]
-
-    def stop(self) -> None:
-        """No longer ready; KServe's HTTP client is dropped with the process."""
-        self.ready = False
 
 
 def run(config: Path | None, overrides: list[str], *, predictor_host: str, protocol: str, **updates: Any) -> int:
     """Load the config, open the store, and serve the transformer until SIGTERM/SIGINT; 1 if describing failed."""
     from medopt.store import open_store
 
-    cfg = load_config(config, overrides)
-    serve_cfg = serve_config(cfg.serve, enable_grpc=False, **updates)
-    if not serve_cfg.artifact:
-        raise ConfigError("no artifact to describe: pass --artifact KEY or set serve.artifact")
+    cfg, serve_cfg = load_serve_config(config, overrides, "describe", enable_grpc=False, **updates)
+    import_kserve()
+    from medopt.serve.server import serve_until_stopped
+    from medopt.serve.transformer_model import MedoptTransformer, predictor_config
+
     predictor = predictor_config(predictor_host, protocol)
     store = open_store(cfg.store, base_dir=Path.cwd())
     logger.info("transformer '%s' for %s on http://%s:%d -> %s (%s)", serve_cfg.model_name, serve_cfg.artifact,
@@ -205,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", help="Store key of the model whose preprocessing to apply (overrides serve.artifact).")
     p.add_argument("--predictor-host", "--predictor_host", dest="predictor_host", required=True,
                    help="Predictor HOST[:PORT] (KServe's controller passes --predictor_host).")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="v2", help="Protocol to the predictor (default v2).")
+    p.add_argument("--protocol", choices=PREDICTOR_PROTOCOLS, default="v2",
+                   help="Protocol to the predictor (default v2).")
     p.add_argument("--store", help="Root of a local store (same as --set store.kind=local --set store.root=ROOT).")
     p.add_argument("--config", type=Path, help="Experiment YAML (defaults when omitted).")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="Override: section.key=value.")
@@ -218,17 +55,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per forwarded request
     overrides = list(args.overrides)
     if args.store:
         overrides += ["store.kind=local", f"store.root={args.store}"]
-    try:
+
+    def run_quietly() -> int:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per forwarded request
         return run(args.config, overrides, predictor_host=args.predictor_host, protocol=args.protocol,
                    artifact=args.artifact, host=args.host, http_port=args.http_port, model_name=args.model_name)
-    except (ConfigError, ValueError, OSError) as exc:
-        logger.error("%s", exc)
-        return 1
+
+    return run_main(run_quietly)
 
 
 if __name__ == "__main__":
