@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from medopt.cli_common import ConfigArg, SetOpt, console, friendly_errors, load_cli_config
 from medopt.serve.cli import serve_app
 from medopt.store.cli import store_app
 
@@ -29,50 +27,7 @@ app.add_typer(compress_app, name="compress")
 app.add_typer(store_app, name="store")
 app.command("serve")(serve_app)
 
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML (defaults when omitted).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: section.key=value (repeatable).")]
 SCALARS = ("acc", "bacc", "auc", "f1_weighted", "precision_weighted", "recall_weighted", "avg")
-
-
-class UserError(Exception):
-    """An expected failure with a message for the user (not a bug)."""
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from medopt.config import ConfigError
-    from medopt.data import DataError
-    from medopt.models import ModelError
-    from medopt.models.model_file import CheckpointError
-    from medopt.pipeline.runner import PipelineFailed
-    from medopt.registry import UnknownNameError
-    from medopt.store import StoreError
-
-    return (UserError, ConfigError, DataError, ModelError, CheckpointError, PipelineFailed, UnknownNameError,
-            StoreError, FileNotFoundError)
-
-
-def friendly_errors(fn: F) -> F:
-    """Turn expected failures into one line on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except _expected_errors() as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _load(config: Path | None, overrides: list[str] | None) -> Any:
-    from medopt.config import load_config
-
-    return load_config(config, overrides or [])
 
 
 def _metrics_table(metrics: dict[str, Any], ci: dict[str, Any] | None = None, title: str = "test metrics") -> Table:
@@ -96,7 +51,7 @@ def run(config: ConfigArg = None, set_: SetOpt = None, runner: Annotated[str | N
     from medopt.pipeline.ui import PipelineProgress
 
     overrides = list(set_ or []) + ([f"runner={runner}"] if runner else [])
-    cfg = _load(config, overrides)
+    cfg = load_cli_config(config, overrides)
     console.print(f"[bold]medopt run[/] {cfg.name}: {cfg.model.name} on {cfg.data.source}, "
                   f"{cfg.train.epochs} epochs, runner {cfg.runner}")
     with PipelineProgress(console, epochs=cfg.train.epochs) as ui:
@@ -121,7 +76,7 @@ def train(config: ConfigArg = None, set_: SetOpt = None) -> None:
     from medopt.store import open_store
     from medopt.train.stage import run_train
 
-    cfg = resolve_paths(_load(config, set_), Path.cwd())
+    cfg = resolve_paths(load_cli_config(config, set_), Path.cwd())
     store = open_store(cfg.store)
     run_id = new_run_id(cfg)
     prefix, run_dir = run_prefix(run_id), Path(cfg.output_dir) / run_id
@@ -148,7 +103,7 @@ def evaluate(
     from medopt.pipeline.runner import resolve_paths
     from medopt.store import open_store
 
-    cfg = resolve_paths(_load(config, set_), Path.cwd())
+    cfg = resolve_paths(load_cli_config(config, set_), Path.cwd())
     store = open_store(cfg.store)
     prefix = model.rsplit("/train/", 1)[0] if "/train/" in model else f"evaluations/{cfg.name}"
     history = model.replace("/model.pt", "/history.json")
@@ -170,7 +125,7 @@ def data_inspect(
     from medopt.data import describe_dataset, load_dataset
     from medopt.pipeline.runner import resolve_paths
 
-    cfg = resolve_paths(_load(config, set_), Path.cwd())
+    cfg = resolve_paths(load_cli_config(config, set_), Path.cwd())
     summary = describe_dataset(load_dataset(cfg.data))
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str, indent=2) + "\n")
@@ -212,7 +167,7 @@ def config_show(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Print the resolved config (file + overrides + defaults) as YAML."""
     from medopt.config import dump_yaml
 
-    sys.stdout.write(dump_yaml(_load(config, set_)))
+    sys.stdout.write(dump_yaml(load_cli_config(config, set_)))
 
 
 @compress_app.command("recipes")

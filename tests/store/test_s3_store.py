@@ -270,7 +270,7 @@ def test_cli_errors_are_one_line(cli_main, s3_env: S3Server, tmp_path: Path,
             "--set=store.secure=false"]
     assert cli_main(["store", "ls", *sets]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == "error: cannot reach S3 endpoint 127.0.0.1:1: connection refused"
+    assert err == "medopt: error: cannot reach S3 endpoint 127.0.0.1:1: connection refused"
     ok = [s.replace("127.0.0.1:1", s3_env.endpoint) for s in sets]
     assert cli_main(["store", "get", "no/such", str(tmp_path / "never"), *ok]) == 1
     assert "artifact 'no/such' not found" in capsys.readouterr().err

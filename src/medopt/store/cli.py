@@ -1,50 +1,32 @@
 """`medopt store ls|get|put`: look into, fetch from and add to the configured artifact store.
 
 Registered on the main app as ``app.add_typer(store_app, name="store")``. The config file is the ``--config`` option
-(not a positional argument as elsewhere) because ``ls`` already takes an optional positional prefix. Helpers from
-``medopt.cli`` are imported when a command runs, so the two modules can import each other in either order.
+(not a positional argument as elsewhere) because ``ls`` already takes an optional positional prefix.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from medopt.cli_common import ConfigOpt, SetOpt, friendly_errors, load_cli_config
 
 if TYPE_CHECKING:
     from medopt.store.base import ArtifactStore
 
 store_app = typer.Typer(no_args_is_help=True, help="List, fetch and add artifacts in the configured store.")
 
-F = TypeVar("F", bound=Callable[..., Any])
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML (defaults when omitted).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: section.key=value (repeatable).")]
-
-
-def _friendly(fn: F) -> F:
-    """medopt.cli.friendly_errors, looked up at call time: expected failures print one line and exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from medopt.cli import friendly_errors
-
-        return friendly_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _open(config: Path | None, overrides: list[str] | None) -> ArtifactStore:
-    from medopt.cli import _load
     from medopt.store import open_store
 
-    return open_store(_load(config, overrides).store, base_dir=Path.cwd())
+    return open_store(load_cli_config(config, overrides).store, base_dir=Path.cwd())
 
 
 @store_app.command("ls")
-@_friendly
+@friendly_errors
 def store_ls(
     prefix: Annotated[str, typer.Argument(help="Only keys starting with this (e.g. runs/quickstart-).")] = "",
     config: ConfigOpt = None,
@@ -62,7 +44,7 @@ def store_ls(
 
 
 @store_app.command("get")
-@_friendly
+@friendly_errors
 def store_get(
     key: Annotated[str, typer.Argument(help="Artifact key.")],
     dest: Annotated[Path, typer.Argument(help="Destination file, or an existing folder to put it in.")],
@@ -78,7 +60,7 @@ def store_get(
 
 
 @store_app.command("put")
-@_friendly
+@friendly_errors
 def store_put(
     key: Annotated[str, typer.Argument(help="New artifact key (artifacts are immutable).")],
     file: Annotated[Path, typer.Argument(help="Local file to upload.")],
