@@ -6,16 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medopt.config import load_config
 from medopt.pipeline.runner import PipelineFailed, compile_pipeline, run_pipeline
 from medopt.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "model.name=tiny_cnn", "data.synthetic.num_samples=200", "data.synthetic.image_size=16",
-    "data.preprocess.image_size=16", "train.epochs=2", "train.batch_size=32", "evaluate.bootstrap_samples=50",
-    "evaluate.latency_runs=3", "evaluate.latency_warmup=1", "evaluate.latency_batch_sizes=[1, 4]",
-]
 
 
 def test_compiled_pipeline_matches_golden(tmp_path: Path) -> None:
@@ -25,24 +19,17 @@ def test_compiled_pipeline_matches_golden(tmp_path: Path) -> None:
         "pipeline changed: run `medopt pipeline compile` and commit pipelines/medopt_pipeline.yaml"
     )
     spec = yaml.safe_load(out.read_text())
-    assert set(spec["root"]["dag"]["tasks"]) == {"data-component", "train-component", "compress-component", "deploy-component", "federate-component",
-                                                 "evaluate-component"}
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/medopt/medopt:")
         assert "pip install" not in " ".join(executor["container"]["command"])
 
 
-def _cfg(tmp_path: Path, runner: str, extra: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    return load_config(None, [*TINY, f"runner={runner}", f"output_dir={tmp_path / 'runs'}",
-                              f"store.root={tmp_path / 'store'}", *extra])
-
-
-def _assert_run_complete(outcome, tmp_path: Path, kfp: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _assert_run_complete(outcome, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = LocalStore(tmp_path / "store")
     keys = store.list(f"runs/{outcome.run_id}")
     assert {k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1] for k in keys} == {
         "data/dataset.npz", "train/model.pt", "train/history.json", "evaluate/metrics.json", "evaluate/report.html",
-        *(("deploy/inferenceservice.yaml",) if kfp else ())}
+        "deploy/inferenceservice.yaml"}
     for key in keys:
         store.verify(key)
     model = store.manifest(f"runs/{outcome.run_id}/train/model.pt")
@@ -54,23 +41,23 @@ def _assert_run_complete(outcome, tmp_path: Path, kfp: bool = False) -> None:  #
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_kfp_local_run_end_to_end(tmp_path: Path) -> None:
+def test_kfp_local_run_end_to_end(tmp_path: Path, pipeline_cfg) -> None:  # type: ignore[no-untyped-def]
     events: list[dict] = []
-    outcome = run_pipeline(_cfg(tmp_path, "kfp-local"), on_progress=events.append)
-    _assert_run_complete(outcome, tmp_path, kfp=True)
+    outcome = run_pipeline(pipeline_cfg("kfp-local"), on_progress=events.append)
+    _assert_run_complete(outcome, tmp_path)
     assert [e["epoch"] for e in events if e.get("stage") == "train"] == [0, 1]
     executor_outputs = list((outcome.run_dir / "kfp").rglob("*"))
     refs = [p for p in executor_outputs if p.is_file() and p.name == "dataset"]
     assert refs and json.loads(refs[0].read_text())["key"].endswith("data/dataset.npz")
 
 
-def test_inprocess_run_end_to_end(tmp_path: Path) -> None:
-    outcome = run_pipeline(_cfg(tmp_path, "inprocess"))
+def test_inprocess_run_end_to_end(tmp_path: Path, pipeline_cfg) -> None:  # type: ignore[no-untyped-def]
+    outcome = run_pipeline(pipeline_cfg("inprocess"))
     _assert_run_complete(outcome, tmp_path)
 
 
-def test_failure_names_the_cause_and_the_log(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, "inprocess", ("data.source=medmnist", f"data.path={tmp_path / 'missing.npz'}"))
+def test_failure_names_the_cause_and_the_log(tmp_path: Path, pipeline_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg = pipeline_cfg("inprocess", "data.source=medmnist", f"data.path={tmp_path / 'missing.npz'}")
     with pytest.raises(PipelineFailed) as info:
         run_pipeline(cfg)
     assert "missing.npz" in str(info.value) and "run.log" in str(info.value)
@@ -78,15 +65,14 @@ def test_failure_names_the_cause_and_the_log(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_kfp_local_run_with_the_s3_store(tmp_path: Path, s3_env) -> None:  # type: ignore[no-untyped-def]
+def test_kfp_local_run_with_the_s3_store(tmp_path: Path, s3_env, pipeline_cfg) -> None:  # type: ignore[no-untyped-def]
     """Every artifact of a KFP run lands in the bucket with its manifest; re-reading verifies each hash."""
     import hashlib
 
     from medopt.store import open_store
 
-    cfg = _cfg(tmp_path, "kfp-local", ("store.kind=s3", f"store.endpoint={s3_env.endpoint}",
-                                       f"store.bucket={s3_env.bucket}", "store.secure=false",
-                                       "store.prefix=pipeline-test"))
+    cfg = pipeline_cfg("kfp-local", "store.kind=s3", f"store.endpoint={s3_env.endpoint}",
+                       f"store.bucket={s3_env.bucket}", "store.secure=false", "store.prefix=pipeline-test")
     outcome = run_pipeline(cfg)
     assert outcome.store_uri == f"s3://{s3_env.bucket}/pipeline-test"
     store = open_store(cfg.store)
@@ -102,13 +88,15 @@ def test_kfp_local_run_with_the_s3_store(tmp_path: Path, s3_env) -> None:  # typ
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_ray_train_run_keeps_checkpoints_in_the_s3_store(tmp_path: Path, s3_env) -> None:  # type: ignore[no-untyped-def]
+def test_ray_train_run_keeps_checkpoints_in_the_s3_store(  # type: ignore[no-untyped-def]
+    tmp_path: Path, s3_env, pipeline_cfg
+) -> None:
     """train.backend=ray on an S3 store: Ray's checkpoints go to the bucket and the final state is an artifact."""
     from medopt.store import open_store
 
-    cfg = _cfg(tmp_path, "inprocess", ("train.backend=ray", "store.kind=s3", f"store.endpoint={s3_env.endpoint}",
-                                       f"store.bucket={s3_env.bucket}", "store.secure=false", "store.prefix=ray-test",
-                                       "evaluate.report=false"))
+    cfg = pipeline_cfg("inprocess", "train.backend=ray", "store.kind=s3", f"store.endpoint={s3_env.endpoint}",
+                       f"store.bucket={s3_env.bucket}", "store.secure=false", "store.prefix=ray-test",
+                       "evaluate.report=false")
     outcome = run_pipeline(cfg)
     store = open_store(cfg.store)
     keys = store.list(f"runs/{outcome.run_id}")
