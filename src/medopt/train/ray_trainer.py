@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -80,6 +81,18 @@ def _cpus_per_worker(cfg: ExperimentConfig, cluster: dict[str, float], check: bo
         raise RayResourcesError(
             f"train.num_workers={workers} needs {cpus * workers:g} CPUs ({cpus:g} each) but Ray has {total:g}")
     return cpus
+
+
+def _check_local_head(cfg: ExperimentConfig) -> None:
+    """Refuse a run that the local Ray head about to start could never schedule, before it starts (seconds).
+
+    The head gets ``train.ray_num_cpus`` CPUs (default: every core) and the GPUs torch sees, as ``ray_session``
+    starts it; the same checks run again against the real cluster once Ray is up.
+    """
+    import torch
+
+    _wants_gpu(cfg, {"GPU": float(torch.cuda.device_count())})
+    _cpus_per_worker(cfg, {"CPU": float(cfg.train.ray_num_cpus or os.cpu_count() or 1)}, check=True)
 
 
 def _trainer(
@@ -198,7 +211,8 @@ def run_ray_training(
 
     Raises:
         RayTrainingError: the workers failed more than train.max_failures times.
-        RayResourcesError: more workers than the local Ray head has CPUs.
+        RayResourcesError: more workers than the local Ray head has CPUs (checked before Ray starts).
+        DeviceUnavailableError: train.device is 'cuda' and there is no GPU.
         ResumeError: ``resume_from`` holds no training state.
     """
     import ray
@@ -207,6 +221,8 @@ def run_ray_training(
     if resume_from is not None and not (Path(resume_from) / STATE_FILE).is_file():
         raise ResumeError(f"resume_from: {Path(resume_from) / STATE_FILE} not found (expected a checkpoint directory "
                           "of a medopt Ray Train run, e.g. RayTrainOutcome.checkpoint_path)")
+    if not cfg.train.ray_address and not ray.is_initialized():
+        _check_local_head(cfg)
     name = name or f"{cfg.name}-train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_prefix = run_prefix or f"runs/{name}"
     with ray_session(run_dir, address=cfg.train.ray_address, num_cpus=cfg.train.ray_num_cpus) as started:
