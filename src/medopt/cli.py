@@ -46,7 +46,7 @@ def _metrics_table(metrics: dict[str, Any], ci: dict[str, Any] | None = None, ti
 @friendly_errors
 def run(config: ConfigArg = None, set_: SetOpt = None, runner: Annotated[str | None, typer.Option(
         help="kfp-local (default) or inprocess.")] = None) -> None:
-    """Run the whole pipeline (data -> train -> evaluate -> report) on this machine."""
+    """Run every pipeline step (data, train, compress, federate, deploy, evaluate) on this machine."""
     from medopt.pipeline.runner import run_pipeline
     from medopt.pipeline.ui import PipelineProgress
 

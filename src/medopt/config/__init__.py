@@ -47,7 +47,7 @@ class ExperimentConfig(Section):
     seed: int = 0
     output_dir: str = Field("runs", description="Run folders (logs, reports) are created under it.")
     runner: Literal["kfp-local", "inprocess"] = Field(
-        "kfp-local", description="'kfp-local' runs the KFP pipeline with kfp.local; 'inprocess' calls stages directly."
+        "kfp-local", description="'kfp-local' runs the KFP pipeline with kfp.local; 'inprocess' the same steps here."
     )
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
