@@ -161,3 +161,23 @@ def test_bad_options_fail_with_one_line(tmp_path: Path) -> None:
     assert main(["--artifact", "x/model.onnx", "--predictor-host", "p:80", "--port", "70000"]) == 1
     with pytest.raises(SystemExit):
         main(["--artifact", "x/model.onnx", "--predictor-host", "p:80", "--protocol", "grpc"])
+
+
+def test_predictor_and_transformer_advertise_the_same_metadata(stored: Stored) -> None:
+    from medopt.config import ServeConfig
+    from medopt.serve.model import MedoptModel
+    from medopt.serve.transformer_model import MedoptTransformer, predictor_config
+
+    cfg = ServeConfig(model_name=NAME, threads=1)
+    predictor = MedoptModel(cfg, stored.store, ONNX_KEY)
+    transformer = MedoptTransformer(cfg, stored.store, ONNX_KEY, predictor_config("p:1", "v2"))
+    assert predictor.get_input_types() == transformer.get_input_types()  # before loading: unknown sizes
+    predictor.load()
+    transformer.load()
+    try:
+        assert predictor.get_input_types() == transformer.get_input_types() == [
+            {"name": "input", "datatype": "FP32", "shape": [-1, 1, 16, 16]}]
+        assert predictor.get_output_types() == transformer.get_output_types()
+        assert predictor.get_output_types()[0]["shape"] == [-1, 3]
+    finally:
+        predictor.stop()

@@ -15,6 +15,7 @@ from medopt.config import ServeConfig
 from medopt.serve.artifact import ServedModel, load_served_model
 from medopt.serve.batching import Batcher, BatchHook, prometheus_hook
 from medopt.serve.codec import encode_v1, encode_v2, probabilities
+from medopt.serve.metadata import input_types, output_types
 from medopt.serve.request import decode_request
 from medopt.store import ArtifactStore
 
@@ -62,15 +63,10 @@ class MedoptModel(Model):
         return encode_v1(probs, self.served.info)
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: one FP32 (N,C,H,W) input (UINT8 images and BYTES files are accepted too)."""
-        shape = [-1, *self.served.spec.shape] if self.served else [-1, -1, -1, -1]
-        return [{"name": "input", "datatype": "FP32", "shape": shape}]
+        return input_types(self.served.spec if self.served else None)
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        classes = len(self.served.info.class_names) if self.served else -1
-        return [{"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]},
-                {"name": "class_name", "datatype": "BYTES", "shape": [-1]}]
+        return output_types(self.served.info if self.served else None)
 
     def stop(self) -> None:
         """Unload: no longer ready; queued requests fail fast."""

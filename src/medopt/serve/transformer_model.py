@@ -24,12 +24,12 @@ from medopt.config import ConfigError, ServeConfig
 from medopt.serve.artifact import describe_model
 from medopt.serve.codec import OUTPUT_PROBS, InputSpec, ModelInfo, encode_v1, encode_v2
 from medopt.serve.launch import PREDICTOR_PROTOCOLS
+from medopt.serve.metadata import INPUT_NAME, input_types, output_types
 from medopt.serve.request import decode_request
 from medopt.store import ArtifactStore
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
 # The caller's request (an InferRequest) or None for V1, set by preprocess and read by postprocess of the same call:
 # KServe runs preprocess -> predict -> postprocess in one task, so the value cannot leak between requests.
 _CALLER: ContextVar[InferRequest | None] = ContextVar("medopt_transformer_caller", default=None)
@@ -139,15 +139,10 @@ class MedoptTransformer(Model):
                                 class_names=self.info.class_names, task=self.info.task)
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: what the predictor takes; BYTES files and UINT8 images are accepted and decoded here."""
-        shape = [-1, *self.spec.shape] if self.spec else [-1, -1, -1, -1]
-        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": shape}]
+        return input_types(self.spec)
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        classes = len(self.info.class_names) if self.info else -1
-        return [{"name": OUTPUT_PROBS, "datatype": "FP32", "shape": [-1, classes]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]},
-                {"name": "class_name", "datatype": "BYTES", "shape": [-1]}]
+        return output_types(self.info)
 
     def stop(self) -> None:
         """No longer ready; KServe's HTTP client is dropped with the process."""
