@@ -22,11 +22,12 @@ def run(config: Path | None, overrides: list[str], **updates: Any) -> int:
     from medopt.store import open_store
 
     cfg, serve_cfg = load_serve_config(config, overrides, "serve", **updates)
+    store = open_store(cfg.store, base_dir=Path.cwd())
+    store.manifest(serve_cfg.artifact)  # a missing artifact fails here, in one line, before kserve starts
     import_kserve()
     from medopt.serve.model import MedoptModel
     from medopt.serve.server import serve_until_stopped
 
-    store = open_store(cfg.store, base_dir=Path.cwd())
     logger.info("serving %s as '%s' on http://%s:%d (gRPC %s)", serve_cfg.artifact, serve_cfg.model_name,
                 serve_cfg.host, serve_cfg.http_port, serve_cfg.grpc_port if serve_cfg.enable_grpc else "off")
     return serve_until_stopped(MedoptModel(serve_cfg, store, serve_cfg.artifact), serve_cfg)

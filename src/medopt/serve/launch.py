@@ -17,12 +17,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from medopt.config import ConfigError, ExperimentConfig, ServeConfig, load_config
+from medopt.errors import MedoptError
 
 logger = logging.getLogger(__name__)
 
 PREDICTOR_PROTOCOLS = ("v1", "v2")
 # What an entry point reports as one line and exit code 1 instead of a traceback.
-EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, ValueError, OSError)
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (MedoptError, ValueError, OSError)
 
 
 def serve_config(base: ServeConfig, **updates: Any) -> ServeConfig:
