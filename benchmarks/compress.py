@@ -59,11 +59,12 @@ BATCH_SIZES = (1, 32)
 BASELINE_EAGER, BASELINE_ORT = "fp32-eager", "fp32-ort"
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "full": {"size": 64, "epochs": 15, "patience": 3, "train_samples": None, "eval_samples": None,
-             "models": list(MODELS), "runs": 30, "repeats": 6, "confirm_repeats": 10, "memory": True},
+             "models": list(MODELS), "runs": 30, "repeats": 6, "confirm_repeats": 10, "prune_steps": 2, "memory": True},
     "quick": {"size": 32, "epochs": 3, "patience": 1, "train_samples": 200, "eval_samples": None,
-              "models": ["mobilenetv2_100"], "runs": 30, "repeats": 6, "confirm_repeats": 10, "memory": True},
+              "models": ["mobilenetv2_100"], "runs": 30, "repeats": 6, "confirm_repeats": 10, "prune_steps": 2,
+              "memory": True},
     "smoke": {"size": 28, "epochs": 2, "patience": 1, "train_samples": 48, "eval_samples": 64,
-              "models": ["tiny_resnet"], "runs": 5, "repeats": 5, "confirm_repeats": 5, "memory": False},
+              "models": ["tiny_cnn"], "runs": 5, "repeats": 5, "confirm_repeats": 5, "prune_steps": 1, "memory": False},
 }
 KEEP = ("name", "kind", "file", "file_bytes", "params", "macs", "ratio", "val_bacc", "val_bacc_loss", "within_budget",
         "baseline", "attempts", "notes", "peak_memory_mb", "peak_rss_mb", "peak_memory_batch", "peak_memory_of",
@@ -109,7 +110,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--confirm-repeats", type=_at_least(5), default=None,
                    help="repeats of the confirmation pass, chosen recipe vs ORT fp32 (>= 5; default 10; smoke 5)")
     p.add_argument("--margin", type=float, default=0.01, help="TOST equivalence margin in balanced accuracy")
-    p.add_argument("--prune-steps", type=int, default=2, help="iterative prune + fine-tune steps per ratio tried")
+    p.add_argument("--prune-steps", type=_at_least(1), default=None,
+                   help="iterative prune + fine-tune steps per ratio tried (default 2; smoke 1)")
     p.add_argument("--warmup", type=_warmup_stages, default=[], metavar="SIZE:EPOCHS,...",
                    help="progressive resizing: fixed epochs at smaller sizes on the full training split before the "
                         "early-stopped epochs at --size (e.g. 64:5; default none)")
