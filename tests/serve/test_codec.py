@@ -15,6 +15,7 @@ from medopt.config import DicomConfig, PreprocessConfig
 from medopt.data.dicom import read_dicom
 from medopt.data.readers import read_pil, stack_images
 from medopt.data.transforms import preprocess_batch
+from medopt.models.geometry import ModelGeometry
 from medopt.serve.codec import (
     CodecError,
     InputSpec,
@@ -27,7 +28,8 @@ from medopt.serve.codec import (
 )
 
 PRE = PreprocessConfig(image_size=20, crop="center", crop_size=16, normalize="meanstd")
-SPEC = InputSpec(in_chans=1, preprocess=PRE, dicom=DicomConfig(), max_rows=4)
+GEOMETRY = ModelGeometry.for_preprocess(PRE, in_chans=1, class_names=("a", "b"), task="binary")
+SPEC = InputSpec(geometry=GEOMETRY, preprocess=PRE, dicom=DicomConfig(), max_rows=4)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

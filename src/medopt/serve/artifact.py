@@ -18,8 +18,10 @@ from pydantic import ValidationError
 
 from medopt.config import DicomConfig, PreprocessConfig
 from medopt.errors import MedoptError
+from medopt.models.geometry import ModelGeometry, normalisation
 from medopt.models.model_file import FORMAT as MODEL_FILE_FORMAT
-from medopt.models.model_file import ModelBundle, load_model_file
+from medopt.models.model_file import ModelBundle, geometry_of, load_model_file
+from medopt.models.model_spec import ModelError
 from medopt.serve.codec import InputSpec, ModelInfo
 from medopt.store import ArtifactStore, Manifest
 
@@ -57,17 +59,14 @@ def _dicom_of(manifest: Manifest) -> DicomConfig:
 
 
 class Described(NamedTuple):
-    """What a served model needs to know besides its weights."""
+    """What a served model needs to know besides its weights: its geometry and preprocessing."""
 
-    class_names: tuple[str, ...]
-    task: str
-    in_chans: int
+    geometry: ModelGeometry
     preprocess: PreprocessConfig
 
 
 def _bundle_description(bundle: ModelBundle) -> Described:
-    geometry = bundle.geometry
-    return Described(geometry.class_names, geometry.task, geometry.in_chans, bundle.preprocess)
+    return Described(bundle.geometry, bundle.preprocess)
 
 
 def _meta_description(manifest: Manifest) -> Described | None:
@@ -89,7 +88,14 @@ def _meta_description(manifest: Manifest) -> Described | None:
         preprocess = PreprocessConfig.model_validate(meta["preprocess"])
     except ValidationError as exc:
         raise ServeError(f"artifact '{manifest.key}': unreadable meta.preprocess ({exc.errors()[0]['msg']})") from None
-    return Described(tuple(names), task, in_chans, preprocess)
+    mean, std = normalisation(preprocess)
+    recorded = meta.get("geometry") or {"in_chans": in_chans, "input_size": meta["input_size"],
+                                        "num_classes": len(names), "class_names": names, "task": task,
+                                        "mean": mean, "std": std}  # artifacts older than the geometry entry
+    try:
+        return Described(ModelGeometry.from_dict(recorded), preprocess)
+    except ModelError as exc:
+        raise ServeError(f"artifact '{manifest.key}': meta.geometry: {exc}") from None
 
 
 def _parent_key(store: ArtifactStore, manifest: Manifest) -> str:
@@ -167,10 +173,10 @@ def load_served_model(store: ArtifactStore, key: str, *, name: str, runtime: str
 
 def _spec_and_info(manifest: Manifest, about: Described, *, name: str, max_rows: int) -> tuple[InputSpec, ModelInfo]:
     """What the model accepts and who it is: the same for the predictor and a separate transformer."""
-    spec = InputSpec(in_chans=about.in_chans, preprocess=about.preprocess, dicom=_dicom_of(manifest),
+    spec = InputSpec(geometry=about.geometry, preprocess=about.preprocess, dicom=_dicom_of(manifest),
                      max_rows=max_rows)
     info = ModelInfo(name=name, version=manifest.sha256[:12], sha256=manifest.sha256,
-                     class_names=about.class_names, task=about.task)
+                     class_names=about.geometry.class_names, task=about.geometry.task)
     return spec, info
 
 
@@ -181,7 +187,7 @@ def _file_description(path: Path) -> Described:
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         preprocess = PreprocessConfig.model_validate(payload["preprocess"])
-        about = Described(tuple(payload["class_names"]), payload["task"], int(payload["in_chans"]), preprocess)
+        about = Described(geometry_of(payload, preprocess), preprocess)
     except Exception as exc:  # noqa: BLE001 - torch and pydantic raise many types for a bad file
         raise ServeError(f"{path.name} is not a readable medopt model file ({exc.__class__.__name__})") from None
     if payload.get("format") != MODEL_FILE_FORMAT:

@@ -20,8 +20,9 @@ import numpy as np
 from medopt.config import DicomConfig, PreprocessConfig
 from medopt.data.dicom import read_dicom
 from medopt.data.readers import read_pil, stack_images
-from medopt.data.transforms import crop_size_of, preprocess_batch
+from medopt.data.transforms import preprocess_batch
 from medopt.errors import MedoptError
+from medopt.models.geometry import ModelGeometry
 
 OUTPUT_PROBS = "probabilities"
 OUTPUT_LABEL = "label"
@@ -34,21 +35,25 @@ class CodecError(MedoptError, ValueError):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the model accepts and how raw pixels become model input."""
+    """What the model accepts (its saved geometry) and how raw pixels become model input."""
 
-    in_chans: int
+    geometry: ModelGeometry
     preprocess: PreprocessConfig
     dicom: DicomConfig
     max_rows: int
 
     @property
+    def in_chans(self) -> int:
+        return self.geometry.in_chans
+
+    @property
     def size(self) -> int:
         """Side length of the model input (after resize and crop)."""
-        return crop_size_of(self.preprocess)
+        return self.geometry.input_size
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (self.in_chans, self.size, self.size)
+        return self.geometry.input_shape
 
 
 @dataclass(frozen=True)
