@@ -30,6 +30,25 @@ app.command("serve")(serve_app)
 SCALARS = ("acc", "bacc", "auc", "f1_weighted", "precision_weighted", "recall_weighted", "avg")
 
 
+def _preflight(cfg: Any) -> None:
+    """Fail in seconds, before any step runs, on what would otherwise fail only after data loading or training.
+
+    Checks the model and recipe names against their registries and a local run's device against this machine
+    (a Ray run checks its workers and device before Ray starts).
+    """
+    from medopt.models import MODELS
+    from medopt.train.seeding import resolve_device
+
+    MODELS.get(cfg.model.name)
+    if cfg.train.backend == "local":
+        resolve_device(cfg.train.device)
+    if cfg.compress.enabled:
+        from medopt.compress.recipes import RECIPES
+
+        for name in cfg.compress.recipes:
+            RECIPES.get(name)
+
+
 def _metrics_table(metrics: dict[str, Any], ci: dict[str, Any] | None = None, title: str = "test metrics") -> Table:
     table = Table(title=title)
     table.add_column("metric")
@@ -52,6 +71,7 @@ def run(config: ConfigArg = None, set_: SetOpt = None, runner: Annotated[str | N
 
     overrides = list(set_ or []) + ([f"runner={runner}"] if runner else [])
     cfg = load_cli_config(config, overrides)
+    _preflight(cfg)
     console.print(f"[bold]medopt run[/] {cfg.name}: {cfg.model.name} on {cfg.data.source}, "
                   f"{cfg.train.epochs} epochs, runner {cfg.runner}")
     with PipelineProgress(console, epochs=cfg.train.epochs) as ui:
@@ -77,6 +97,7 @@ def train(config: ConfigArg = None, set_: SetOpt = None) -> None:
     from medopt.train.stage import run_train
 
     cfg = resolve_paths(load_cli_config(config, set_), Path.cwd())
+    _preflight(cfg)
     store = open_store(cfg.store)
     run_id = new_run_id(cfg)
     prefix, run_dir = run_prefix(run_id), Path(cfg.output_dir) / run_id
