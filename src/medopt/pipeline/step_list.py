@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from medopt.config import ExperimentConfig, config_from_json
+from medopt.errors import MedoptError
 from medopt.pipeline import steps
 from medopt.pipeline.refs import mark_disabled
 
 log = logging.getLogger(__name__)
 
 
-class StepListError(ValueError):
+class StepListError(MedoptError, ValueError):
     """A step name is unknown, or a step was handed other artifacts than the list declares."""
 
 
