@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -37,18 +36,6 @@ def _assert_run_complete(outcome, tmp_path: Path) -> None:  # type: ignore[no-un
     assert model.config["model"]["name"] == "tiny_cnn"
     assert 0.0 <= outcome.metrics["metrics"]["auc"] <= 1.0
     assert (outcome.run_dir / "config.yaml").is_file() and outcome.report_path.is_file()
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_kfp_local_run_end_to_end(tmp_path: Path, pipeline_cfg) -> None:  # type: ignore[no-untyped-def]
-    events: list[dict] = []
-    outcome = run_pipeline(pipeline_cfg("kfp-local"), on_progress=events.append)
-    _assert_run_complete(outcome, tmp_path)
-    assert [e["epoch"] for e in events if e.get("stage") == "train"] == [0, 1]
-    executor_outputs = list((outcome.run_dir / "kfp").rglob("*"))
-    refs = [p for p in executor_outputs if p.is_file() and p.name == "dataset"]
-    assert refs and json.loads(refs[0].read_text())["key"].endswith("data/dataset.npz")
 
 
 def test_inprocess_run_end_to_end(tmp_path: Path, pipeline_cfg) -> None:  # type: ignore[no-untyped-def]
