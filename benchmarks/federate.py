@@ -75,9 +75,12 @@ class Plan:
 
 
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "full": {"model": "resnet18", "rounds": 10, "samples": None, "seeds": 3, "overhead_repeats": 5, "warmup": 1},
-    "quick": {"model": "tiny_resnet", "rounds": 3, "samples": 600, "seeds": 2, "overhead_repeats": 5, "warmup": 1},
-    "smoke": {"model": "tiny_cnn", "rounds": 2, "samples": 48, "seeds": 1, "overhead_repeats": 2, "warmup": 0},
+    "full": {"model": "resnet18", "rounds": 10, "samples": None, "seeds": 3, "overhead_repeats": 5, "warmup": 1,
+             "mu_grid": MU_GRID},
+    "quick": {"model": "tiny_resnet", "rounds": 3, "samples": 600, "seeds": 2, "overhead_repeats": 5, "warmup": 1,
+              "mu_grid": MU_GRID},
+    "smoke": {"model": "tiny_cnn", "rounds": 2, "samples": 48, "seeds": 1, "overhead_repeats": 2, "warmup": 0,
+              "mu_grid": (0.1,)},
 }
 
 
@@ -103,8 +106,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--seeds", type=_positive, default=None, help="training seeds per arm (default 3; quick 2; smoke 1)")
     p.add_argument("--mu", type=float, default=None,
                    help="fix FedProx mu instead of choosing it on validation from --mu-grid")
-    p.add_argument("--mu-grid", type=float, nargs="+", default=list(MU_GRID),
-                   help="FedProx mu candidates, chosen on validation balanced accuracy (default 0.01 0.1 1)")
+    p.add_argument("--mu-grid", type=float, nargs="+", default=None,
+                   help="FedProx mu candidates, chosen on validation balanced accuracy (default 0.01 0.1 1; smoke 0.1)")
     p.add_argument("--overhead-rounds", type=_positive, default=3,
                    help="rounds of each short federation timed for the overhead (>= 2: round 1 is not timed)")
     p.add_argument("--overhead-repeats", type=_positive, default=None,
@@ -124,7 +127,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     d = MODE_DEFAULTS[mode]
     return Plan(mode=mode, model=args.model or d["model"], rounds=args.rounds or d["rounds"],
                 samples=args.train_samples or d["samples"], seeds=tuple(range(args.seeds or d["seeds"])),
-                mu=args.mu, mu_grid=tuple(args.mu_grid), overhead_rounds=args.overhead_rounds,
+                mu=args.mu, mu_grid=tuple(args.mu_grid or d["mu_grid"]), overhead_rounds=args.overhead_rounds,
                 overhead_repeats=args.overhead_repeats or d["overhead_repeats"], overhead_warmup=d["warmup"],
                 overrides=tuple(args.overrides))
 
