@@ -38,7 +38,7 @@ def test_benchmark_smoke_run(script: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {**os.environ, "MEDOPT_BENCH_RESULTS": str(out)}
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     path = out / f"{name}.smoke.json"
     assert path.is_file(), sorted(p.name for p in out.glob("*"))
