@@ -8,4 +8,4 @@ quickstart: env
 	.venv/bin/medopt run configs/quickstart.yaml
 
 test: env
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist loadgroup

@@ -1,4 +1,4 @@
-"""Shared test set-up: small thread budget, the shared data folder by path."""
+"""Shared test set-up: small thread budget, the shared data folder by path, the parallel schedule."""
 
 from __future__ import annotations
 
@@ -15,6 +15,27 @@ torch.set_num_threads(1)
 
 # The real S3 server (SeaweedFS) fixtures, shared by the store and pipeline tests.
 from s3_server import S3Server, s3_env, s3_server  # noqa: E402,F401
+
+
+# Test files that run one long job per test (a subprocess each, no shared fixtures): spread their tests over the
+# workers one by one. Every other file's tests stay on one worker, so a module-scoped server or Ray session starts
+# once. The longest files go first so that no worker is left with a long file at the end.
+SPREAD_PER_TEST = ("tests/test_benchmarks_smoke.py",)
+LONG_FIRST = ("tests/test_benchmarks_smoke.py", "tests/train/test_ray_trainer.py", "tests/pipeline/",
+              "tests/federate/test_fed_simulation.py", "tests/compress/", "tests/serve/")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for ``pytest -n 2 --dist loadgroup`` (``make test``): one group per file, long files first."""
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, prefix in enumerate(LONG_FIRST) if path.startswith(prefix)), len(LONG_FIRST))
+
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(item.nodeid if path in SPREAD_PER_TEST else path))
+    items.sort(key=rank)  # stable: the order inside each file is kept
 
 
 @pytest.fixture

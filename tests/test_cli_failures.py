@@ -93,3 +93,20 @@ def test_console_script_prints_one_line(in_tmp: Path) -> None:
     done = subprocess.run([str(script), "store", "get", "runs/nope/x", "out"], capture_output=True, text=True,
                           timeout=120, cwd=in_tmp)
     _one_error_line(done.returncode, done.stdout, done.stderr, "artifact 'runs/nope/x' not found")
+
+
+def test_serving_an_artifact_that_is_not_a_model_fails_before_the_server_starts(
+        in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import medopt.serve.__main__ as serve_main
+
+    def kserve_started() -> None:
+        raise AssertionError("kserve was imported before the artifact was checked")
+
+    monkeypatch.setattr(serve_main, "import_kserve", kserve_started)
+    notes = in_tmp / "notes.txt"
+    notes.write_text("not a model")
+    assert main(["store", "put", "runs/r/notes.txt", str(notes), "--kind", "text/plain"]) == 0
+    capsys.readouterr()
+    code = main(["serve", "runs/r/notes.txt", "--port", "18733", "--grpc-port", "18734"])
+    out = capsys.readouterr()
+    _one_error_line(code, out.out, out.err, "is a 'text/plain', not a model")

@@ -176,12 +176,22 @@ def test_resume_continues_at_epoch_n_like_an_uninterrupted_run(ray_dir: Path, on
         torch.testing.assert_close(a["exp_avg"], b["exp_avg"], atol=1e-6, rtol=0)
 
 
+def _cmdline(process: psutil.Process) -> list[str] | None:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # exited meanwhile
+        return None
+
+
 def _kill_one_worker() -> int:
-    """SIGKILL one Ray Train worker process, as a lost node would; returns its PID."""
-    workers = [p for p in psutil.process_iter(["pid", "cmdline"])
-               if any("RayTrainWorker" in part for part in (p.info["cmdline"] or []))]
+    """SIGKILL one Ray Train worker process of this test's own Ray head, as a lost node would; returns its PID.
+
+    Only descendants of this process count: another test process (a parallel pytest worker) may run Ray Train too.
+    """
+    workers = [p for p in psutil.Process().children(recursive=True)
+               if any("RayTrainWorker" in part for part in (_cmdline(p) or []))]
     assert workers, "no Ray Train worker process found"
-    victim = max(p.info["pid"] for p in workers)
+    victim = max(p.pid for p in workers)
     os.kill(victim, signal.SIGKILL)
     return victim
 

@@ -8,11 +8,11 @@ Importing this package does no work: the submodules use only the standard librar
 """
 
 from medopt.bench.fingerprint import fingerprint
-from medopt.bench.harness import difference_ci, interleaved, median_ci, ratio_ci, summarize
+from medopt.bench.harness import difference_ci, interleaved, median_ci, ratio_ci, round_robin, summarize
 from medopt.bench.load import LoadMonitor
 from medopt.bench.results import MODES, BenchResultsError, goal, results_dir, results_path, write_results
 
 __all__ = [
     "MODES", "BenchResultsError", "LoadMonitor", "difference_ci", "fingerprint", "goal", "interleaved", "median_ci",
-    "ratio_ci", "results_dir", "results_path", "summarize", "write_results",
+    "ratio_ci", "results_dir", "results_path", "round_robin", "summarize", "write_results",
 ]

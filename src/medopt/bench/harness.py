@@ -8,15 +8,20 @@ all arms, and repeat ``i`` of every arm ran at about the same time, which the pa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 Arm = Callable[[], "float | None"]
 
 
-def _order(names: list[str], start: int) -> list[str]:
-    start %= len(names)
-    return names[start:] + names[:start]
+def round_robin(names: Sequence[str], repeats: int, *, rotate: bool = True) -> Iterator[tuple[int, str]]:
+    """``(repeat, name)`` in the interleaved order: every name once per repeat, repeat ``r`` starting at name
+    ``r mod n`` when ``rotate`` (so no arm always runs first, right after a warm cache or a cold one)."""
+    names = list(names)
+    for r in range(repeats):
+        start = r % len(names) if rotate and names else 0
+        for name in names[start:] + names[:start]:
+            yield r, name
 
 
 def interleaved(arms: dict[str, Arm], *, repeats: int = 5, warmup: int = 1, rotate: bool = True
@@ -35,12 +40,11 @@ def interleaved(arms: dict[str, Arm], *, repeats: int = 5, warmup: int = 1, rota
         for name in names:
             arms[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in _order(names, r if rotate else 0):
-            start = time.perf_counter()
-            value = arms[name]()
-            elapsed = time.perf_counter() - start
-            samples[name].append(float(elapsed if value is None else value))
+    for _, name in round_robin(names, repeats, rotate=rotate):
+        start = time.perf_counter()
+        value = arms[name]()
+        elapsed = time.perf_counter() - start
+        samples[name].append(float(elapsed if value is None else value))
     return samples
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medopt.bench.harness import round_robin
 from medopt.compress.split_inputs import CompressData
 from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, ort_session
 from medopt.evaluate.metrics import compute_metrics, predict
@@ -96,10 +97,9 @@ def interleaved_latency(
         for name in names:
             measure_latency(predictors[name], x, runs=1, warmup=max(0, warmup - 1))
         times: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for r, count in enumerate(per_round):
-            for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
-                time.sleep(settle_s)
-                times[name].append(time_calls(predictors[name], x, count))
+        for r, name in round_robin(names, len(per_round)):
+            time.sleep(settle_s)
+            times[name].append(time_calls(predictors[name], x, per_round[r]))
         for name in names:
             out[name][str(b)] = latency_stats(np.concatenate(times[name]), b)
     return out

@@ -23,7 +23,10 @@ def run(config: Path | None, overrides: list[str], **updates: Any) -> int:
 
     cfg, serve_cfg = load_serve_config(config, overrides, "serve", **updates)
     store = open_store(cfg.store, base_dir=Path.cwd())
-    store.manifest(serve_cfg.artifact)  # a missing artifact fails here, in one line, before kserve starts
+    from medopt.serve.artifact import resolve_runtime
+
+    # a missing artifact, or one that is not a model, fails here in one line, before kserve starts
+    resolve_runtime(store.manifest(serve_cfg.artifact), serve_cfg.runtime)
     import_kserve()
     from medopt.serve.model import MedoptModel
     from medopt.serve.server import serve_until_stopped

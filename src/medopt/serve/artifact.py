@@ -138,7 +138,12 @@ def torch_runner(bundle: ModelBundle, threads: int | None) -> Runner:
     return run
 
 
-def _resolve_runtime(manifest: Manifest, runtime: str) -> str:
+def resolve_runtime(manifest: Manifest, runtime: str) -> str:
+    """The runtime that will run ``manifest``'s model ("onnx" or "torch"), checked from the manifest alone.
+
+    Raises:
+        ServeError: the artifact is not a model, or ``runtime`` cannot run its kind.
+    """
     kinds = {ONNX_KIND: "onnx", TORCH_KIND: "torch"}
     if manifest.kind not in kinds:
         raise ServeError(f"artifact '{manifest.key}' is a '{manifest.kind}', not a model ({', '.join(kinds)})")
@@ -157,7 +162,7 @@ def load_served_model(store: ArtifactStore, key: str, *, name: str, runtime: str
         ServeError: not a model, or a runtime that cannot run it.
     """
     manifest = store.manifest(key)
-    chosen = _resolve_runtime(manifest, runtime)
+    chosen = resolve_runtime(manifest, runtime)
     path = store.get_file(key, workdir / Path(key).name)
     if chosen == "onnx":
         about = _meta_description(manifest) or _bundle_description(_parent_bundle(store, manifest, workdir))
@@ -208,7 +213,7 @@ def describe_model(store: ArtifactStore, key: str, *, name: str, max_rows: int,
         ServeError: not a model, or no readable description.
     """
     manifest = store.manifest(key)
-    _resolve_runtime(manifest, "auto")
+    resolve_runtime(manifest, "auto")
     about = _meta_description(manifest)
     if about is None:
         source = key if manifest.kind == TORCH_KIND else _parent_key(store, manifest)
