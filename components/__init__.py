@@ -4,6 +4,7 @@ KFP needs a static, typed signature per component, so each step has its own smal
 step's name to its component for ``pipelines/medopt_pipeline.py``.
 """
 
+from components.bench import bench_component
 from components.compress import compress_component
 from components.data import data_component
 from components.deploy import deploy_component
@@ -18,9 +19,10 @@ COMPONENTS = {
     "federate": federate_component,
     "deploy": deploy_component,
     "evaluate": evaluate_component,
+    "bench": bench_component,
 }
 
 __all__ = [
-    "COMPONENTS", "compress_component", "data_component", "deploy_component", "evaluate_component",
+    "COMPONENTS", "bench_component", "compress_component", "data_component", "deploy_component", "evaluate_component",
     "federate_component", "train_component",
 ]

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from medopt.bench.cli import bench_app
 from medopt.cli_common import ConfigArg, SetOpt, console, friendly_errors, load_cli_config
 from medopt.serve.cli import serve_app
 from medopt.store.cli import store_app
@@ -25,6 +26,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(config_app, name="config")
 app.add_typer(compress_app, name="compress")
 app.add_typer(store_app, name="store")
+app.add_typer(bench_app, name="bench")
 app.command("serve")(serve_app)
 
 SCALARS = ("acc", "bacc", "auc", "f1_weighted", "precision_weighted", "recall_weighted", "avg")
@@ -81,6 +83,11 @@ def run(config: ConfigArg = None, set_: SetOpt = None, runner: Annotated[str | N
     console.print(f"run folder: {outcome.run_dir}")
     if outcome.report_path:
         console.print(f"report:     {outcome.report_path}")
+    if outcome.bench:
+        for name, value in outcome.bench.items():
+            console.print(f"bench {name}: {value:.4g}")
+    if outcome.bench_report_path:
+        console.print(f"bench:      {outcome.bench_report_path}")
     console.print(f"artifacts:  {outcome.store_uri}/runs/{outcome.run_id}  ({outcome.seconds:.0f} s)")
 
 

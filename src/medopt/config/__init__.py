@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from medopt.config.base import ConfigError, Section  # noqa: F401 - re-exported
+from medopt.config.bench_config import PLACEMENTS, BenchConfig  # noqa: F401 - re-exported
 from medopt.config.data_config import (  # noqa: F401 - re-exported
     AugmentConfig,
     DataConfig,
@@ -58,6 +59,7 @@ class ExperimentConfig(Section):
     store: StoreConfig = StoreConfig()
     serve: ServeConfig = ServeConfig()
     deploy: DeployConfig = DeployConfig()
+    bench: BenchConfig = BenchConfig()
 
 
 # ------------------------------------------------------------------------------------------------------ loading

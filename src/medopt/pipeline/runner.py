@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -44,6 +45,8 @@ class RunOutcome:
     metrics: dict[str, Any]
     report_path: Path | None
     seconds: float
+    bench_report_path: Path | None = None
+    bench: dict[str, float] | None = None
 
 
 def resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
@@ -94,12 +97,20 @@ def captured_output(log_path: Path, on_progress: ProgressFn | None) -> Iterator[
         root = logging.getLogger()
         handler = logging.StreamHandler(tee)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # The console handlers hold the real stderr: while the run executes, records (a failed run's traceback
+        # included) go to the run log only; the CLI prints its one line.
+        console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+                   and getattr(h, "stream", None) in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout)]
+        for h in console:
+            root.removeHandler(h)
         root.addHandler(handler)
         try:
             with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
                 yield
         finally:
             root.removeHandler(handler)
+            for h in console:
+                root.addHandler(h)
 
 
 def _run_kfp_local(cfg: ExperimentConfig, run_id: str, run_dir: Path) -> None:
@@ -153,8 +164,13 @@ def _collect(store: ArtifactStore, run_id: str, run_dir: Path, seconds: float) -
     if store.exists(f"{prefix}/evaluate/report.html"):
         report_path = store.get_file(f"{prefix}/evaluate/report.html", run_dir / "report.html")
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(metrics, indent=1).encode())
+    bench_report, bench = None, None
+    if store.exists(f"{prefix}/bench/report.html"):
+        bench_report = store.get_file(f"{prefix}/bench/report.html", run_dir / "bench.html")
+        bench = dict(store.manifest(f"{prefix}/bench/results.json").metrics or {})
     return RunOutcome(
-        run_id=run_id, run_dir=run_dir, store_uri=store.uri, metrics=metrics, report_path=report_path, seconds=seconds
+        run_id=run_id, run_dir=run_dir, store_uri=store.uri, metrics=metrics, report_path=report_path, seconds=seconds,
+        bench_report_path=bench_report, bench=bench,
     )
 
 

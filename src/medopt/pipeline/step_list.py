@@ -90,6 +90,12 @@ STEPS: tuple[Step, ...] = (
          inputs=(StepInput("dataset", "data.dataset"), StepInput("model", "train.model"),
                  StepInput("history", "train.history")),
          outputs=(StepOutput("metrics", "Metrics"), StepOutput("report", "HTML"))),
+    # Placements (edge, cloud, split) over emulated links, last: it needs the trained and the compressed model.
+    Step("bench", steps.bench_step,
+         inputs=(StepInput("dataset", "data.dataset"), StepInput("model", "train.model"),
+                 StepInput("compressed", "compress.best_model")),
+         outputs=(StepOutput("results", "Artifact"), StepOutput("metrics", "Metrics"), StepOutput("report", "HTML")),
+         enabled_by="bench.enabled"),
 )
 
 

@@ -159,3 +159,23 @@ def evaluate_step(
         report.metadata.update({"key": result.report.key, "sha256": result.report.sha256})
     progress.emit({"stage": "evaluate", "done": True, "metrics_key": result.metrics.key})
     log.info("metrics: %s", json.dumps(result.metrics.metrics))
+
+
+def bench_step(cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, compressed: Any, results: Any,
+               metrics: Any, report: Any) -> None:
+    """`bench`: the placements over the configured links; results ref, KFP Metrics of the headline figures, HTML."""
+    from medopt.bench.stage import run_bench
+
+    store = open_store(cfg.store)
+    try:
+        compressed_key: str | None = StoreRef.read(compressed.path).key
+    except RefError:
+        compressed_key = None
+    result = run_bench(cfg, store, dataset_key=StoreRef.read(dataset.path).key,
+                       model_key=StoreRef.read(model.path).key, compressed_key=compressed_key,
+                       prefix=run_prefix(run_id))
+    _annotate(results, StoreRef.from_manifest(store.uri, result.results), _scalars(result.figures))
+    for name, value in result.figures.items():
+        metrics.log_metric(name, value)
+    Path(report.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report.path).write_bytes(store.get_bytes(result.report.key))

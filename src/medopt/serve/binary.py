@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from medopt.serve.codec import CodecError
+from medopt.serve.codec_error import CodecError
 
 ITEM_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "UINT32": 4, "INT32": 4,
               "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 0}

@@ -21,16 +21,12 @@ from medopt.config import DicomConfig, PreprocessConfig
 from medopt.data.dicom import read_dicom
 from medopt.data.readers import read_pil, stack_images
 from medopt.data.transforms import preprocess_batch
-from medopt.errors import MedoptError
+from medopt.serve.codec_error import CodecError
 from medopt.models.geometry import ModelGeometry
 
 OUTPUT_PROBS = "probabilities"
 OUTPUT_LABEL = "label"
 OUTPUT_CLASS = "class_name"
-
-
-class CodecError(MedoptError, ValueError):
-    """A request cannot be turned into a model input; the message is one line saying what was wrong."""
 
 
 @dataclass(frozen=True)
