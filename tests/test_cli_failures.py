@@ -45,9 +45,15 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (["evaluate", "--model", "nope", "--dataset", "nope"], "artifact 'nope' not found"),
         (["serve", "runs/nope/model.onnx", "--port", "18731", "--grpc-port", "18732"],
          "artifact 'runs/nope/model.onnx' not found"),
+        (["run", "--runner", "inprocess", *TINY, "--set", "bench.enabled=true", "--set", "bench.links=[lan, moon]"],
+         "moon"),
+        (["run", "--runner", "inprocess", *TINY, "--set", "bench.enabled=true", "--set", "bench.split_at=layer9"],
+         "bench.split_at 'layer9' is not a layer of tiny_cnn"),
+        (["run", "--runner", "inprocess", *TINY, "--set", "bench.rate_rps=-2"], "bench.rate_rps"),
     ],
     ids=["bad-device-name", "unknown-set-field", "unknown-recipe", "store-get-unknown-key", "store-put-missing-file",
-         "evaluate-unknown-key", "serve-unknown-artifact"],
+         "evaluate-unknown-key", "serve-unknown-artifact", "bench-unknown-link", "bench-unknown-split-layer",
+         "bench-negative-rate"],
 )
 def test_command_fails_in_one_line(argv: list[str], expected: str, in_tmp: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,3 +116,23 @@ def test_serving_an_artifact_that_is_not_a_model_fails_before_the_server_starts(
     code = main(["serve", "runs/r/notes.txt", "--port", "18733", "--grpc-port", "18734"])
     out = capsys.readouterr()
     _one_error_line(code, out.out, out.err, "is a 'text/plain', not a model")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("target: {url: 'http://127.0.0.1:1'}\nrat: 3\n", "at rat: unknown key"),
+    ("target: {url: 'http://127.0.0.1:1'}\narrival: {kind: poisson, rate: -1}\n", "at arrival.rate"),
+    ("target: {url: 'http://127.0.0.1:1', protocol: raw}\n", "payload_file"),
+], ids=["unknown-key", "negative-rate", "raw-without-payload"])
+def test_bench_load_spec_errors_are_one_line(spec: str, expected: str, in_tmp: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (in_tmp / "spec.yaml").write_text(spec)
+    code = main(["bench", "load", str(in_tmp / "spec.yaml")])
+    out = capsys.readouterr()
+    _one_error_line(code, out.out, out.err, expected)
+
+
+def test_bench_links_file_with_zero_bandwidth_is_one_line(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (in_tmp / "links.yaml").write_text("slow:\n  rtt_ms: 10\n  rate_mbit: 0\n")
+    code = main(["bench", "links", "--file", str(in_tmp / "links.yaml")])
+    out = capsys.readouterr()
+    _one_error_line(code, out.out, out.err, "rate_mbit")

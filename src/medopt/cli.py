@@ -49,6 +49,10 @@ def _preflight(cfg: Any) -> None:
 
         for name in cfg.compress.recipes:
             RECIPES.get(name)
+    if cfg.bench.enabled:
+        from medopt.bench.preflight import check_bench
+
+        check_bench(cfg)
 
 
 def _metrics_table(metrics: dict[str, Any], ci: dict[str, Any] | None = None, title: str = "test metrics") -> Table:
