@@ -76,3 +76,36 @@ def test_edge_split_and_jpeg_placements_agree_with_the_whole_model(models, tmp_p
 
         bad = httpx.post(split + "/infer", content=b"not an image")
         assert bad.status_code == 400 and "decodable" in bad.json()["error"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_bench_removes_every_node(models, tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    import psutil
+
+    script = f"""
+import contextlib, sys, time
+from pathlib import Path
+from medopt.bench.hybrid import Topology, _plan, Models
+from medopt.bench.processes import terminate_on_sigterm
+m = Models(fp32=Path({str(models.fp32)!r}), optimized=Path({str(models.fp32)!r}), optimized_label='x',
+           described_by={models.described_by!r}, store_root={models.store_root!r}, input_shape=(1, 16, 16),
+           torch_model=None)
+with terminate_on_sigterm(), contextlib.ExitStack() as stack:
+    topo = Topology(stack, Path({str(tmp_path)!r}))
+    print(topo.node(_plan('a', m, model=str(m.fp32))), flush=True)
+    time.sleep(120)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:")
+    nodes = [c for c in psutil.Process(proc.pid).children(recursive=True)]
+    assert nodes, "the node process was not started"
+    proc.terminate()
+    assert proc.wait(timeout=30) != 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(n.is_running() and n.status() != psutil.STATUS_ZOMBIE for n in nodes):
+        time.sleep(0.1)
+    assert not any(n.is_running() and n.status() != psutil.STATUS_ZOMBIE for n in nodes)

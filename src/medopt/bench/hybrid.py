@@ -27,7 +27,7 @@ import numpy as np
 from medopt.bench.harness import median_ci, ratio_ci, round_robin
 from medopt.bench.loadgen import LoadSpec, Target, run_load
 from medopt.bench.node import Forward, NodePlan
-from medopt.bench.processes import child
+from medopt.bench.processes import child, terminate_on_sigterm
 from medopt.bench.splitplan import (
     Candidate, LinkRates, SplitTiming, candidates, choose_split, plan_table, time_splits,
 )
@@ -295,7 +295,7 @@ def run_hybrid(cfg: BenchConfig, profiles: dict[str, Any], models: Models, data:
     missing = [name for name in cfg.links if name not in profiles]
     if missing:
         raise BenchError(f"unknown link profile(s) {', '.join(missing)}; known: {', '.join(sorted(profiles))}")
-    with _workdir(workdir) as wd:
+    with terminate_on_sigterm(), _workdir(workdir) as wd:
         timings = time_splits(models.torch_model, models.input_shape, wd / "splits",
                               edge_threads=cfg.edge_threads, cloud_threads=cfg.cloud_threads)
         whole_edge = whole_model_ms(models.optimized, models.input_shape, cfg.edge_threads)

@@ -14,8 +14,10 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 
 from medopt.errors import MedoptError
@@ -25,36 +27,53 @@ class ProcessStartError(MedoptError, RuntimeError):
     """A child did not announce its port in time, or exited first; the message carries its last stderr line."""
 
 
-def _read_port(proc: subprocess.Popen[str], what: str, timeout_s: float) -> int:
+def _last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return lines[-1] if lines else "no output"
+
+
+def _read_port(proc: subprocess.Popen[str], err: Path, what: str, timeout_s: float) -> int:
     assert proc.stdout is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if sel.select(timeout=0.2):
-            line = proc.stdout.readline().strip()
-            if line.isdigit():
-                return int(line)
-            if line == "" and proc.poll() is not None:
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.1):
+                line = proc.stdout.readline().strip()
+                if line.isdigit():
+                    return int(line)
+                if line == "" and proc.poll() is not None:
+                    break
+            elif proc.poll() is not None:
                 break
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    _, err = proc.communicate(timeout=10)
-    last = (err or "").strip().splitlines()
-    raise ProcessStartError(f"{what} did not start within {timeout_s:.0f} s: {last[-1] if last else 'no output'}")
+    stop(proc)
+    raise ProcessStartError(f"{what} did not start within {timeout_s:.0f} s: {_last_line(err)}")
 
 
 @contextlib.contextmanager
-def child(args: Sequence[str], what: str, *, timeout_s: float = 60.0,
-          env: dict[str, str] | None = None) -> Iterator[int]:
-    """Run ``python -m <args>`` and yield the port it prints; the process group is killed on exit."""
-    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env={**os.environ, **(env or {})})
-    try:
-        yield _read_port(proc, what, timeout_s)
-    finally:
-        stop(proc)
+def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (), timeout_s: float = 60.0
+                     ) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit.
+
+    stderr goes to a file, not a pipe, so a chatty child never blocks on a full pipe; its last line is quoted when
+    the child fails to start.
+    """
+    with tempfile.TemporaryDirectory(prefix="medopt-child-") as tmp:
+        err = Path(tmp) / "stderr"
+        with err.open("w") as err_file:
+            proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
+                                    stderr=err_file, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        try:
+            yield proc, _read_port(proc, err, what, timeout_s)
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def child(args: Sequence[str], what: str, *, timeout_s: float = 60.0) -> Iterator[int]:
+    """``spawn_announcing`` when only the port matters."""
+    with spawn_announcing(args, what, timeout_s=timeout_s) as (_, port):
+        yield port
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -83,7 +102,13 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def terminate_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM unwinds the stack like Ctrl+C does, so cleanup code runs."""
+    """Within the block, SIGTERM unwinds the stack like Ctrl+C does, so cleanup code runs (main thread only:
+    Python delivers signals there; elsewhere the block runs unchanged)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield

@@ -24,7 +24,6 @@ class BenchConfig(Section):
     links: list[str] = Field(default_factory=lambda: ["lan", "rural-telemed"], min_length=1,
                              description="Link profile names (bench/links/profiles.yaml or profiles_file).")
     profiles_file: str | None = Field(None, description="YAML of extra or replacement link profiles.")
-    link_mode: Literal["userspace", "kernel"] = "userspace"
     placements: list[Placement] = Field(default_factory=lambda: list(PLACEMENTS), min_length=1)
     split_at: str | None = Field(None, description="Split layer; None: chosen Neurosurgeon-style per link.")
     codec: Literal["none", "fp16", "int8", "auto"] = Field("auto", description="Intermediate tensor on the link.")
