@@ -27,7 +27,7 @@ import numpy as np
 from medopt.bench.harness import median_ci, ratio_ci, round_robin
 from medopt.bench.loadgen import LoadSpec, Target, run_load
 from medopt.bench.node import Forward, NodePlan
-from medopt.bench.processes import child, terminate_on_sigterm
+from medopt.bench.processes import Announcing, terminate_on_sigterm
 from medopt.bench.splitplan import (
     Candidate, LinkRates, SplitTiming, candidates, choose_split, plan_table, time_splits,
 )
@@ -83,20 +83,27 @@ def _free_port() -> int:
 
 
 class Topology:
-    """The running processes of the placements over one link; ``endpoints`` maps placement -> edge URL."""
+    """The running processes of the placements over one link; every one is stopped when ``stack`` closes."""
 
     def __init__(self, stack: contextlib.ExitStack, workdir: Path) -> None:
         self.stack, self.workdir = stack, workdir
-        self.endpoints: dict[str, str] = {}
         self._n = 0
+
+    def nodes(self, plans: list[NodePlan]) -> list[str]:
+        """Start the nodes in parallel; their base URLs in order."""
+        started = []
+        for plan in plans:
+            self._n += 1
+            path = self.workdir / f"node-{self._n}-{plan.name}.json"
+            path.write_text(plan.model_dump_json())
+            child_ = Announcing(["medopt.bench.node", str(path)], f"bench node {plan.name}")
+            self.stack.callback(child_.stop)
+            started.append(child_)
+        return [f"http://127.0.0.1:{c.wait_port(120.0)}" for c in started]
 
     def node(self, plan: NodePlan) -> str:
         """Start one node; returns its base URL."""
-        self._n += 1
-        path = self.workdir / f"node-{self._n}-{plan.name}.json"
-        path.write_text(plan.model_dump_json())
-        port = self.stack.enter_context(child(["medopt.bench.node", str(path)], f"bench node {plan.name}"))
-        return f"http://127.0.0.1:{port}"
+        return self.nodes([plan])[0]
 
     def link(self, profile: Any, upstream_url: str) -> str:
         """A link proxy from the edge to ``upstream_url``; returns the URL the edge sends to."""
@@ -111,28 +118,47 @@ def _plan(name: str, models: Models, **kw: Any) -> NodePlan:
     return NodePlan(name=name, store_root=models.store_root, described_by=models.described_by, **kw)
 
 
-def _build(topo: Topology, placement: str, profile: Any, models: Models, cfg: BenchConfig,
-           split: tuple[Path, Path, tuple[int, ...], str] | None) -> str:
-    """Start ``placement``'s nodes (cloud first, then the link, then the edge) and return its edge URL."""
-    edge_kw = {"threads": cfg.edge_threads, "slowdown": cfg.edge_slowdown}
-    fwd = {"timeout_s": cfg.timeout_s}
+SplitFiles = tuple[Path, Path, tuple[int, ...], str]
+
+
+def _cloud_plan(placement: str, models: Models, cfg: BenchConfig, split: SplitFiles | None) -> NodePlan | None:
+    """The cloud-side node of ``placement`` (None for edge-only)."""
     if placement == "edge-optimized":
-        return topo.node(_plan("edge-optimized", models, model=str(models.optimized), **edge_kw))
+        return None
     if placement == "split":
         assert split is not None
-        edge_file, cloud_file, shape, codec = split
-        cloud = topo.node(_plan("split-cloud", models, accepts="intermediate", model=str(cloud_file),
-                                intermediate_shape=list(shape), codec=codec, threads=cfg.cloud_threads))
-        via = topo.link(profile, cloud)
-        return topo.node(_plan("split-edge", models, model=str(edge_file), codec=codec,
-                               forward=Forward(url=via, send="intermediate", **fwd), **edge_kw))
+        _, cloud_file, shape, codec = split
+        return _plan("split-cloud", models, accepts="intermediate", model=str(cloud_file),
+                     intermediate_shape=list(shape), codec=codec, threads=cfg.cloud_threads)
     model = models.optimized if placement == "cloud-optimized" else models.fp32
-    cloud = topo.node(_plan(f"{placement}-cloud", models, model=str(model), threads=cfg.cloud_threads))
-    via = topo.link(profile, cloud)
+    return _plan(f"{placement}-cloud", models, model=str(model), threads=cfg.cloud_threads)
+
+
+def _edge_plan(placement: str, models: Models, cfg: BenchConfig, split: SplitFiles | None,
+               via: str | None) -> NodePlan:
+    """The edge-side node of ``placement``, sending through the link at ``via`` (None for edge-only)."""
+    edge_kw: dict[str, Any] = {"threads": cfg.edge_threads, "slowdown": cfg.edge_slowdown}
+    if placement == "edge-optimized":
+        return _plan("edge-optimized", models, model=str(models.optimized), **edge_kw)
+    assert via is not None
+    if placement == "split":
+        assert split is not None
+        edge_file, _, _, codec = split
+        return _plan("split-edge", models, model=str(edge_file), codec=codec,
+                     forward=Forward(url=via, send="intermediate", timeout_s=cfg.timeout_s), **edge_kw)
     send = "jpeg" if placement == "cloud-jpeg" else "image"
-    return topo.node(_plan(f"{placement}-edge", models, forward=Forward(url=via, send=send,
-                                                                       jpeg_quality=cfg.jpeg_quality, **fwd),
-                           **edge_kw))
+    return _plan(f"{placement}-edge", models, forward=Forward(url=via, send=send, jpeg_quality=cfg.jpeg_quality,
+                                                             timeout_s=cfg.timeout_s), **edge_kw)
+
+
+def build_placements(topo: Topology, profile: Any, models: Models, cfg: BenchConfig,
+                     split: SplitFiles | None) -> dict[str, str]:
+    """Start every placement (cloud nodes, then the links, then the edge nodes); placement -> edge URL."""
+    clouds = {p: plan for p in cfg.placements if (plan := _cloud_plan(p, models, cfg, split)) is not None}
+    cloud_urls = dict(zip(clouds, topo.nodes(list(clouds.values()))))
+    vias = {p: topo.link(profile, url) for p, url in cloud_urls.items()}
+    edges = [_edge_plan(p, models, cfg, split, vias.get(p)) for p in cfg.placements]
+    return dict(zip(cfg.placements, topo.nodes(edges)))
 
 
 def _predict_all(url: str, data: HeldOut, timeout_s: float) -> np.ndarray:
@@ -192,7 +218,7 @@ def choose_for_link(cfg: BenchConfig, timings: list[SplitTiming], profile: Any, 
     return chosen, plan_table(timings, cands, chosen)
 
 
-def _split_files(models: Models, at: str, codec: str, workdir: Path) -> tuple[Path, Path, tuple[int, ...], str]:
+def _split_files(models: Models, at: str, codec: str, workdir: Path) -> SplitFiles:
     from medopt.serve.split import export_split_onnx, split_model
 
     split = split_model(models.torch_model, at, input_shape=models.input_shape, codec=codec)
@@ -246,7 +272,7 @@ def measure_link(cfg: BenchConfig, profile: Any, models: Models, data: HeldOut, 
     accuracy: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         topo = Topology(stack, workdir)
-        urls = {p: _build(topo, p, profile, models, cfg, split) for p in cfg.placements}
+        urls = build_placements(topo, profile, models, cfg, split)
         for placement, url in urls.items():
             labels = _predict_all(url, data, cfg.timeout_s)
             accuracy[placement] = {"agreement_with_fp32": float(np.mean(labels == reference)),

@@ -50,6 +50,26 @@ def _read_port(proc: subprocess.Popen[str], err: Path, what: str, timeout_s: flo
     raise ProcessStartError(f"{what} did not start within {timeout_s:.0f} s: {_last_line(err)}")
 
 
+class Announcing:
+    """A started child that will print its port: start many, then ``wait_port`` each (they start in parallel)."""
+
+    def __init__(self, args: Sequence[str], what: str, *, prefix: Sequence[str] = ()) -> None:
+        self.what = what
+        self._tmp = tempfile.TemporaryDirectory(prefix="medopt-child-")
+        self.err = Path(self._tmp.name) / "stderr"
+        with self.err.open("w") as err_file:
+            self.proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
+                                         stderr=err_file, stdin=subprocess.DEVNULL, text=True,
+                                         start_new_session=True)
+
+    def wait_port(self, timeout_s: float = 60.0) -> int:
+        return _read_port(self.proc, self.err, self.what, timeout_s)
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self._tmp.cleanup()
+
+
 @contextlib.contextmanager
 def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (), timeout_s: float = 60.0
                      ) -> Iterator[tuple[subprocess.Popen[str], int]]:
@@ -58,15 +78,31 @@ def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = 
     stderr goes to a file, not a pipe, so a chatty child never blocks on a full pipe; its last line is quoted when
     the child fails to start.
     """
-    with tempfile.TemporaryDirectory(prefix="medopt-child-") as tmp:
-        err = Path(tmp) / "stderr"
-        with err.open("w") as err_file:
-            proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
-                                    stderr=err_file, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        try:
-            yield proc, _read_port(proc, err, what, timeout_s)
-        finally:
-            stop(proc)
+    started = Announcing(args, what, prefix=prefix)
+    try:
+        yield started.proc, started.wait_port(timeout_s)
+    finally:
+        started.stop()
+
+
+def stop(self) -> None:
+        stop(self.proc)
+        self._tmp.cleanup()
+
+
+@contextlib.contextmanager
+def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (), timeout_s: float = 60.0
+                     ) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit.
+
+    stderr goes to a file, not a pipe, so a chatty child never blocks on a full pipe; its last line is quoted when
+    the child fails to start.
+    """
+    started = Announcing(args, what, prefix=prefix)
+    try:
+        yield started.proc, started.wait_port(timeout_s)
+    finally:
+        started.stop()
 
 
 @contextlib.contextmanager
