@@ -31,11 +31,11 @@ from _common import LoadMonitor, add_mode_flags, goal, mode_of, print_table, wri
 ALL_PROFILES = ("lan", "hospital-wan", "4g", "rural-telemed", "satellite")
 MODES = {
     "full": {"size": 128, "samples": 800, "model": "resnet18", "epochs": 6, "window": 10.0, "repeats": 5,
-             "rate": 2.0, "acc_images": 64, "lg_window": 8.0},
+             "rate": 2.0, "acc_images": 64, "lg_window": 8.0, "smoke": False},
     "quick": {"size": 128, "samples": 400, "model": "resnet18", "epochs": 2, "window": 4.0, "repeats": 3,
-              "rate": 2.0, "acc_images": 32, "lg_window": 4.0},
+              "rate": 2.0, "acc_images": 32, "lg_window": 4.0, "smoke": False},
     "smoke": {"size": 32, "samples": 120, "model": "tiny_cnn", "epochs": 1, "window": 1.0, "repeats": 2,
-              "rate": 4.0, "acc_images": 8, "lg_window": 1.5},
+              "rate": 4.0, "acc_images": 8, "lg_window": 1.5, "smoke": True},
 }
 
 
@@ -78,7 +78,7 @@ def _loadgen_checks(models: Any, m: dict[str, Any], tmp: Path) -> dict[str, Any]
         out["offline_samples_per_s"] = capacity
         out["single_stream_p90_ms"] = scenarios.single_stream(target, duration_s=m["lg_window"])["p90_ms"]
         rates = []
-        for fraction in (0.25, 0.5, 0.75, 0.9):
+        for fraction in (0.5, 0.9) if m["smoke"] else (0.25, 0.5, 0.75, 0.9):
             rate = fraction * capacity
             r = run_load(LoadSpec(target=target, keep_samples=False, drain_s=3.0,
                                   arrival={"kind": "poisson", "rate": rate, "duration_s": m["lg_window"] * 2}))
@@ -88,7 +88,7 @@ def _loadgen_checks(models: Any, m: dict[str, Any], tmp: Path) -> dict[str, Any]
         out["rates"] = rates
         bound = 5.0 * out["single_stream_p90_ms"]  # the Server scenario's p99 bound: 5x the unloaded p90
         out["server"] = scenarios.server(target, p99_bound_ms=bound, low_rps=0.05 * capacity, high_rps=capacity,
-                                         steps=3, duration_s=m["lg_window"])
+                                         steps=1 if m["smoke"] else 3, duration_s=m["lg_window"])
         stall = {}
         for mode in ("open", "closed"):
             # A fresh stall per mode: the node stalls once, 1 s after its first request; restart it for closed.
@@ -127,11 +127,11 @@ def _calibrations(names: list[str], smoke: bool) -> dict[str, Any]:
     return out
 
 
-def _goals(result: dict[str, Any], lg: dict[str, Any], cal: dict[str, Any], constrained: str, fast: str
+def _goals(result: dict[str, Any], lg: dict[str, Any], cal: dict[str, Any], constrained: str, fast: str | None
            ) -> list[dict[str, Any]]:
     goals = []
     for link, want in ((constrained, True), (fast, False)):
-        data = result["links"].get(link)
+        data = result["links"].get(link) if link else None
         if not data or not data.get("split_vs_cloud_fp32"):
             continue
         vs = data["split_vs_cloud_fp32"]
@@ -171,10 +171,13 @@ def _goals(result: dict[str, Any], lg: dict[str, Any], cal: dict[str, Any], cons
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_flags(parser)
-    parser.add_argument("--links", nargs="+", default=["rural-telemed", "lan"],
-                        help="first: the constrained-uplink profile; second: the fast one")
+    parser.add_argument("--links", nargs="+", default=None,
+                        help="first: the constrained-uplink profile; last: the fast one (default rural-telemed lan; "
+                             "smoke: rural-telemed only)")
     args = parser.parse_args()
     mode = mode_of(args)
+    if args.links is None:
+        args.links = ["rural-telemed"] if mode == "smoke" else ["rural-telemed", "lan"]
     m = MODES[mode]
 
     from medopt.bench.stage import prepare_models
@@ -195,7 +198,7 @@ def main() -> int:
         lg = _loadgen_checks(models, m, tmp)
         names = args.links if mode == "smoke" else sorted(set(args.links) | set(ALL_PROFILES))
         cal = _calibrations(list(names), mode == "smoke")
-    constrained, fast = args.links[0], args.links[-1]
+    constrained, fast = args.links[0], (args.links[-1] if len(args.links) > 1 else None)
     goals = _goals(result, lg, cal, constrained, fast)
     rows = [{"link": link, "placement": p, "mean_ms": s["mean_ms"]["median"] if s["mean_ms"] else None,
              "p99_ms": s["p99_ms"]["median"] if s["p99_ms"] else None,

@@ -18,6 +18,7 @@ PNEUMONIA_NPZ = REPO.parent / "shared" / "data" / "pneumoniamnist.npz"
 SCRIPTS = {
     "compress.py": ("compress", True),
     "federate.py": ("federate", True),
+    "hybrid.py": ("hybrid", False),
     "int8_profile.py": ("int8_profile", False),
     "pneumonia_resnet18.py": ("pneumonia_resnet18", True),
     "ray_train.py": ("ray_train", False),
