@@ -2,8 +2,9 @@
 
 Why a process: the proxy's timers must not queue behind the server's or the load generator's work in one
 interpreter. The child runs in its own session (its group is signalled on exit, by ``processes.stop``), announces
-its port on stdout, and writes its counters to ``stats_file`` when it is stopped. Its stderr goes to a file, not a
-pipe, so a chatty child can never block on a full pipe; its last line is quoted if the child fails to start.
+its port on stdout, and writes its counters to ``stats_file`` when it is stopped. Its stderr goes to an unlinked
+temporary file, not a pipe, so a chatty child can never block on a full pipe (and a SIGKILL leaves no file behind);
+its last line is quoted if the child fails to start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from medopt.bench.links.profiles import LinkError, LinkProfile
 from medopt.bench.processes import stop
@@ -23,12 +25,13 @@ from medopt.bench.processes import stop
 PROXY_MODULE = "medopt.bench.links.proxy"
 
 
-def _last_line(path: Path) -> str:
-    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+def _last_line(err: IO[bytes]) -> str:
+    err.seek(0)
+    lines = err.read().decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else "no output"
 
 
-def _wait_port(proc: subprocess.Popen[str], err: Path, what: str, timeout_s: float) -> int:
+def _wait_port(proc: subprocess.Popen[str], err: IO[bytes], what: str, timeout_s: float) -> int:
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
@@ -42,19 +45,18 @@ def _wait_port(proc: subprocess.Popen[str], err: Path, what: str, timeout_s: flo
                     break
             elif proc.poll() is not None:
                 break
+    how = f"exited ({proc.returncode})" if proc.poll() is not None else f"did not start within {timeout_s:.0f} s"
     stop(proc)
-    raise LinkError(f"{what} did not start within {timeout_s:.0f} s: {_last_line(err)}")
+    raise LinkError(f"{what} {how}: {_last_line(err)}")
 
 
 @contextlib.contextmanager
 def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (),
                      timeout_s: float = 30.0) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit."""
-    with tempfile.TemporaryDirectory(prefix="medopt-link-") as tmp:
-        err = Path(tmp) / "stderr"
-        with err.open("w") as err_file:
-            proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
-                                    stderr=err_file, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    with tempfile.TemporaryFile(prefix="medopt-link-") as err:  # unlinked already: nothing left even on SIGKILL
+        proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=err,
+                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         try:
             yield proc, _wait_port(proc, err, what, timeout_s)
         finally:

@@ -46,41 +46,22 @@ def _nodelay(sock: socket.socket) -> socket.socket:
     return sock
 
 
-def _lower_hull(x: np.ndarray, y: np.ndarray) -> list[int]:
-    """Indices of the lower convex hull of points sorted by ``x`` (Andrew's monotone chain)."""
-    hull: list[int] = []
-    for k in range(len(x)):
-        while len(hull) >= 2:
-            o, a = hull[-2], hull[-1]
-            if (x[a] - x[o]) * (y[k] - y[o]) - (y[a] - y[o]) * (x[k] - x[o]) > 0:
-                break
-            hull.pop()
-        hull.append(k)
-    return hull
-
-
 def rates(times: list[float], sizes: list[int]) -> dict[str, float]:
     """Goodput from a receive timeline: ``mean_mbit`` over the whole transfer, ``goodput_mbit`` the link's rate.
 
-    Why two: a lost segment stalls the stream for a retransmission timeout and the stream then catches up, in a
+    Why two: a lost segment stalls the stream for a retransmission timeout, after which the stream catches up, in a
     burst, to where the link's rate has taken it; a stall near the end lengthens the whole transfer, so the mean
-    mixes the rate with the loss. Arrival time as a function of bytes never runs ahead of ``bytes / rate``: its lower
-    convex hull follows the rate through the stretches between stalls. ``goodput_mbit`` is the slope of that hull
-    without its first and last edge (slow start, a final stall), when what is left spans at least half the bytes;
-    without stalls the two agree. The first read only starts the clock (its bytes arrived before it).
+    mixes the rate with the loss. Arrivals never run ahead of the rate, so the steepest line from the first arrival
+    to any later one that has at least half the bytes is the rate, reached wherever the stream has caught up.
+    Without stalls the two agree. The first read only starts the clock (its bytes arrived before it).
     """
     if len(times) < 3:
         return {"mean_mbit": float("nan"), "goodput_mbit": float("nan"), "seconds": 0.0}
     t = np.asarray(times, dtype=float) - times[0]
     b = (np.cumsum(sizes) - sizes[0]).astype(float)
-    mean = b[-1] * 8 / t[-1] / 1e6
-    hull = _lower_hull(b, t)
-    goodput = mean
-    for lo, hi in ((1, len(hull) - 2), (0, len(hull) - 2), (1, len(hull) - 1)):
-        if 0 <= lo < hi and b[hull[hi]] - b[hull[lo]] >= b[-1] / 2:
-            goodput = (b[hull[hi]] - b[hull[lo]]) * 8 / (t[hull[hi]] - t[hull[lo]]) / 1e6
-            break
-    return {"mean_mbit": float(mean), "goodput_mbit": float(goodput), "seconds": float(t[-1])}
+    late = (b >= b[-1] / 2) & (t > 0)
+    return {"mean_mbit": float(b[-1] * 8 / t[-1] / 1e6), "goodput_mbit": float(np.max(b[late] / t[late]) * 8 / 1e6),
+            "seconds": float(t[-1])}
 
 
 class ProbeServer:
