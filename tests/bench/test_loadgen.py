@@ -132,3 +132,21 @@ def test_an_invalid_spec_fails_in_one_line() -> None:
     with pytest.raises(ValueError, match="positive"):
         Target(url="http://x", input_shape=[1, 0])
     assert LoadGenError.__mro__[1].__name__ == "MedoptError"
+
+
+@pytest.mark.slow
+def test_a_server_dying_mid_run_is_counted_and_the_run_stays_bounded() -> None:
+    import threading
+
+    proc, url = _start(2.0)
+    killer = threading.Timer(1.0, proc.kill)
+    killer.start()
+    try:
+        out = run_load(_spec(url, timeout_s=1.0, arrival={"kind": "constant", "rate": 50, "duration_s": 3}))
+    finally:
+        killer.cancel()
+        proc.kill()
+        proc.wait()
+    assert 20 <= out["ok"] <= 80                       # about the first second's requests were answered
+    assert sum(out["errors"].values()) == out["requests"] - out["ok"] >= 50
+    assert set(out["errors"]) <= {"connect", "connection-lost", "timeout", "unfinished"}

@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from medopt.errors import MedoptError
 
@@ -27,12 +27,13 @@ class ProcessStartError(MedoptError, RuntimeError):
     """A child did not announce its port in time, or exited first; the message carries its last stderr line."""
 
 
-def _last_line(path: Path) -> str:
-    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+def _last_line(err: IO[bytes]) -> str:
+    err.seek(0)
+    lines = err.read().decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else "no output"
 
 
-def _read_port(proc: subprocess.Popen[str], err: Path, what: str, timeout_s: float) -> int:
+def _read_port(proc: subprocess.Popen[str], err: IO[bytes], what: str, timeout_s: float) -> int:
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
@@ -51,65 +52,35 @@ def _read_port(proc: subprocess.Popen[str], err: Path, what: str, timeout_s: flo
 
 
 class Announcing:
-    """A started child that will print its port: start many, then ``wait_port`` each (they start in parallel)."""
+    """A started child that will print its port: start many, then ``wait_port`` each (they start in parallel).
+
+    stderr goes to an unlinked temporary file, not a pipe, so a chatty child never blocks on a full pipe and a
+    SIGKILL leaves no file behind; its last line is quoted when the child fails to start.
+    """
 
     def __init__(self, args: Sequence[str], what: str, *, prefix: Sequence[str] = ()) -> None:
         self.what = what
-        self._tmp = tempfile.TemporaryDirectory(prefix="medopt-child-")
-        self.err = Path(self._tmp.name) / "stderr"
-        with self.err.open("w") as err_file:
-            self.proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
-                                         stderr=err_file, stdin=subprocess.DEVNULL, text=True,
-                                         start_new_session=True)
+        self.err = tempfile.TemporaryFile(prefix="medopt-child-")
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE,
+                                     stderr=self.err, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
 
     def wait_port(self, timeout_s: float = 60.0) -> int:
         return _read_port(self.proc, self.err, self.what, timeout_s)
 
     def stop(self) -> None:
         stop(self.proc)
-        self._tmp.cleanup()
+        self.err.close()
 
 
 @contextlib.contextmanager
 def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (), timeout_s: float = 60.0
                      ) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit.
-
-    stderr goes to a file, not a pipe, so a chatty child never blocks on a full pipe; its last line is quoted when
-    the child fails to start.
-    """
+    """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit."""
     started = Announcing(args, what, prefix=prefix)
     try:
         yield started.proc, started.wait_port(timeout_s)
     finally:
         started.stop()
-
-
-def stop(self) -> None:
-        stop(self.proc)
-        self._tmp.cleanup()
-
-
-@contextlib.contextmanager
-def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (), timeout_s: float = 60.0
-                     ) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit.
-
-    stderr goes to a file, not a pipe, so a chatty child never blocks on a full pipe; its last line is quoted when
-    the child fails to start.
-    """
-    started = Announcing(args, what, prefix=prefix)
-    try:
-        yield started.proc, started.wait_port(timeout_s)
-    finally:
-        started.stop()
-
-
-@contextlib.contextmanager
-def child(args: Sequence[str], what: str, *, timeout_s: float = 60.0) -> Iterator[int]:
-    """``spawn_announcing`` when only the port matters."""
-    with spawn_announcing(args, what, timeout_s=timeout_s) as (_, port):
-        yield port
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

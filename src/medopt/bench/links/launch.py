@@ -10,57 +10,13 @@ its last line is quoted if the child fails to start.
 from __future__ import annotations
 
 import contextlib
-import selectors
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-from medopt.bench.links.profiles import LinkError, LinkProfile
-from medopt.bench.processes import stop
+from medopt.bench.links.profiles import LinkProfile
+from medopt.bench.processes import spawn_announcing
 
 PROXY_MODULE = "medopt.bench.links.proxy"
-
-
-def _last_line(err: IO[bytes]) -> str:
-    err.seek(0)
-    lines = err.read().decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "no output"
-
-
-def _wait_port(proc: subprocess.Popen[str], err: IO[bytes], what: str, timeout_s: float) -> int:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if sel.select(timeout=0.1):
-                line = proc.stdout.readline().strip()
-                if line.isdigit():
-                    return int(line)
-                if line == "" and proc.poll() is not None:
-                    break
-            elif proc.poll() is not None:
-                break
-    how = f"exited ({proc.returncode})" if proc.poll() is not None else f"did not start within {timeout_s:.0f} s"
-    stop(proc)
-    raise LinkError(f"{what} {how}: {_last_line(err)}")
-
-
-@contextlib.contextmanager
-def spawn_announcing(args: Sequence[str], what: str, *, prefix: Sequence[str] = (),
-                     timeout_s: float = 30.0) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Run ``[*prefix, python, -m, *args]``; yield the process and the port it prints; stop its group on exit."""
-    with tempfile.TemporaryFile(prefix="medopt-link-") as err:  # unlinked already: nothing left even on SIGKILL
-        proc = subprocess.Popen([*prefix, sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=err,
-                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        try:
-            yield proc, _wait_port(proc, err, what, timeout_s)
-        finally:
-            stop(proc)
 
 
 @contextlib.contextmanager
