@@ -47,8 +47,10 @@ def _read_port(proc: subprocess.Popen[str], err: IO[bytes], what: str, timeout_s
                     break
             elif proc.poll() is not None:
                 break
+    code = proc.poll()
     stop(proc)
-    raise ProcessStartError(f"{what} did not start within {timeout_s:.0f} s: {_last_line(err)}")
+    how = f"exited ({code})" if code is not None else f"did not start within {timeout_s:.0f} s"
+    raise ProcessStartError(f"{what} {how}: {_last_line(err)}")
 
 
 class Announcing:
@@ -99,12 +101,12 @@ def stop(proc: subprocess.Popen[str]) -> None:
             stream.close()
 
 
-class Terminated(BaseException):
+class _Terminated(BaseException):
     """SIGTERM arrived; raised so ``finally`` blocks remove every child (like KeyboardInterrupt for SIGINT)."""
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(f"signal {signum}")
+    raise _Terminated(f"signal {signum}")
 
 
 @contextlib.contextmanager

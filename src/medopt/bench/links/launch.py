@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from medopt.bench.links.profiles import LinkProfile
-from medopt.bench.processes import spawn_announcing
+from medopt.bench.links.profiles import LinkError, LinkProfile
+from medopt.bench.processes import ProcessStartError, spawn_announcing
 
 PROXY_MODULE = "medopt.bench.links.proxy"
 
@@ -36,5 +36,10 @@ def run_proxy(profile: LinkProfile, upstream: str, *, seed: int | None = None, s
         args += ["--stats-file", str(stats_file)]
     args += ["--delay-only"] * delay_only + ["--handshake"] * handshake
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    with spawn_announcing(args, f"link proxy {profile.name!r}", prefix=prefix, timeout_s=timeout_s) as (_, port):
+    with contextlib.ExitStack() as stack:
+        try:
+            _, port = stack.enter_context(spawn_announcing(args, f"link proxy {profile.name!r}", prefix=prefix,
+                                                           timeout_s=timeout_s))
+        except ProcessStartError as exc:
+            raise LinkError(str(exc)) from None
         yield f"{listen_host}:{port}"
