@@ -13,7 +13,8 @@ per-window mean and p99 with bootstrap CIs and paired reductions against cloud-o
 Also measured here, in the same run: the load generator's accuracy (achieved vs target rate up to the capacity of a
 cloud node, measured first by the Offline scenario), a deliberate 200 ms stall seen by open vs closed loop, the
 SingleStream/Server/Offline scenarios of one node, and every link profile's calibration (RTT, goodput, loss).
---quick: shorter windows and training; --smoke: tiny model at 32 px, seconds per stage.
+--quick: shorter windows and training; --smoke: tiny model at 32 px, no compress stage (the optimized
+placements then run the fp32 model, which the results say), one link, seconds per stage.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _overrides(m: dict[str, Any], args: argparse.Namespace, tmp: Path) -> list[s
         "runner=inprocess", "data.source=synthetic", f"data.synthetic.num_samples={m['samples']}",
         f"data.synthetic.image_size={m['size']}", "data.synthetic.num_classes=2", "data.synthetic.noise=0.15",
         f"data.preprocess.image_size={m['size']}", f"model.name={m['model']}", f"train.epochs={m['epochs']}",
-        f"train.scheduler.t0={m['epochs']}", "train.batch_size=32", "compress.enabled=true",
+        f"train.scheduler.t0={m['epochs']}", "train.batch_size=32", f"compress.enabled={not m['smoke']}",
         "compress.recipes=[int8-static]", "compress.pt2e_compile=false", "evaluate.bootstrap_samples=50",
         "evaluate.latency_runs=3", "evaluate.latency_batch_sizes=[1]", "bench.enabled=true", f"bench.links={links}",
         f"bench.window_s={m['window']}", f"bench.repeats={m['repeats']}", f"bench.rate_rps={m['rate']}",
