@@ -308,11 +308,11 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 def whole_model_ms(path: Path, input_shape: tuple[int, int, int], threads: int, repeats: int = 15) -> float:
     """Median ORT latency (ms) of one whole-model inference at ``threads``."""
-    from medopt.bench.splitplan import _median_ms
+    from medopt.bench.splitplan import median_latency_ms
     from medopt.compress.export import ort_session
 
     x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype(np.float32)
-    return _median_ms(ort_session(path, threads=threads), x, repeats)
+    return median_latency_ms(ort_session(path, threads=threads), x, repeats)
 
 
 def run_hybrid(cfg: BenchConfig, profiles: dict[str, Any], models: Models, data: HeldOut, *,

@@ -54,7 +54,8 @@ class Candidate:
     parts_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _median_ms(session: Any, x: np.ndarray, repeats: int) -> float:
+def median_latency_ms(session: Any, x: np.ndarray, repeats: int) -> float:
+    """Median ORT latency (ms) of ``session`` on ``x`` over ``repeats`` calls after one untimed call."""
     session.run(None, {"input": x})
     times = []
     for _ in range(repeats):
@@ -77,7 +78,7 @@ def time_splits(model: Any, input_shape: tuple[int, int, int], workdir: Path, *,
         edge = ort_session(files.edge, threads=edge_threads)
         cloud = ort_session(files.cloud, threads=cloud_threads)
         mid = edge.run(None, {"input": x})[0]
-        out.append(SplitTiming(at, _median_ms(edge, x, repeats), _median_ms(cloud, mid, repeats),
+        out.append(SplitTiming(at, median_latency_ms(edge, x, repeats), median_latency_ms(cloud, mid, repeats),
                                tuple(int(d) for d in split.intermediate_shape),
                                {c: wire_bytes(split.intermediate_shape, c) for c in CODECS}))
     return out
