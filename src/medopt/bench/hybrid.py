@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from medopt.bench.loadgen import LoadSpec, Target, run_load
 from medopt.bench.node import Forward, NodePlan
 from medopt.bench.processes import Announcing, terminate_on_sigterm
 from medopt.bench.splitplan import (
-    Candidate, LinkRates, SplitTiming, candidates, choose_split, plan_table, time_splits,
+    Candidate, LinkRates, SplitTiming, candidates, choose_split, median_latency_ms, plan_table, time_splits,
 )
 from medopt.config import BenchConfig
 from medopt.errors import MedoptError
@@ -74,12 +72,6 @@ def held_out(images: np.ndarray, labels: np.ndarray, n: int) -> HeldOut:
     """The first ``n`` test images (a fixed, seed-free choice) as PNGs."""
     k = min(n, len(images))
     return HeldOut([png_bytes(images[i]) for i in range(k)], np.asarray(labels[:k]))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Topology:
@@ -280,7 +272,7 @@ def measure_link(cfg: BenchConfig, profile: Any, models: Models, data: HeldOut, 
         for repeat, placement in round_robin(list(cfg.placements), cfg.repeats):
             windows[placement].append(_window(urls[placement], cfg, payload, seed=repeat))
     summary = _summaries(windows)
-    out: dict[str, Any] = {"profile": _profile_dict(profile), "split_plan": table, "accuracy": accuracy,
+    out: dict[str, Any] = {"profile": profile.model_dump(), "split_plan": table, "accuracy": accuracy,
                            "placements": summary,
                            "samples": {p: [r.get("samples", {}).get("latency_ms", []) for r in runs]
                                        for p, runs in windows.items()}}
@@ -289,11 +281,6 @@ def measure_link(cfg: BenchConfig, profile: Any, models: Models, data: HeldOut, 
     if "split" in summary and "cloud-jpeg" in summary:
         out["split_vs_cloud_jpeg"] = _versus(summary, windows, "split", "cloud-jpeg")
     return out
-
-
-def _profile_dict(profile: Any) -> dict[str, Any]:
-    dump = getattr(profile, "model_dump", None)
-    return dump() if callable(dump) else dict(vars(profile))
 
 
 @contextlib.contextmanager
@@ -308,7 +295,6 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 def whole_model_ms(path: Path, input_shape: tuple[int, int, int], threads: int, repeats: int = 15) -> float:
     """Median ORT latency (ms) of one whole-model inference at ``threads``."""
-    from medopt.bench.splitplan import median_latency_ms
     from medopt.compress.export import ort_session
 
     x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype(np.float32)
@@ -332,7 +318,3 @@ def run_hybrid(cfg: BenchConfig, profiles: dict[str, Any], models: Models, data:
                  for name in cfg.links}
     return {"config": cfg.model_dump(mode="json"), "optimized_model": models.optimized_label,
             "whole_model_ms": {"edge_optimized_1x": whole_edge, "cloud_fp32": whole_cloud}, "links": links}
-
-
-def result_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=1)

@@ -20,6 +20,7 @@ import io
 import json
 import socket
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,7 +64,7 @@ class _Node:
         from medopt.store import LocalStore
 
         self.plan = plan
-        with _tmpdir() as tmp:
+        with tempfile.TemporaryDirectory(prefix="medopt-node-") as tmp:
             self.spec, self.info = describe_model(LocalStore(plan.store_root), plan.described_by, name=plan.name,
                                                   max_rows=1, workdir=Path(tmp))
         self.run_model = onnx_runner(Path(plan.model), plan.threads) if plan.model else None
@@ -121,17 +122,6 @@ def _to_jpeg(body: bytes, quality: int) -> bytes:
     with Image.open(io.BytesIO(body)) as image:
         image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB").save(out, format="JPEG", quality=quality)
     return out.getvalue()
-
-
-class _tmpdir:
-    def __enter__(self) -> str:
-        import tempfile
-
-        self._dir = tempfile.TemporaryDirectory(prefix="medopt-node-")
-        return self._dir.name
-
-    def __exit__(self, *exc: object) -> None:
-        self._dir.cleanup()
 
 
 def _app(node: _Node) -> Any:

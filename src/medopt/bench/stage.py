@@ -37,10 +37,11 @@ def _onnx_of(store: ArtifactStore, key: str, workdir: Path, opset: int) -> tuple
     from medopt.models.model_file import load_model_file
 
     manifest = store.manifest(key)
+    stem = manifest.sha256[:16]  # one name per stored file, whatever its key
     if manifest.kind == ONNX_KIND:
-        return store.get_file(key, workdir / f"{abs(hash(key))}.onnx"), None
-    bundle = load_model_file(store.get_file(key, workdir / f"{abs(hash(key))}.pt"))
-    path = export_onnx(bundle.model, workdir / f"{abs(hash(key))}.onnx", input_shape=bundle.geometry.input_shape,
+        return store.get_file(key, workdir / f"{stem}.onnx"), None
+    bundle = load_model_file(store.get_file(key, workdir / f"{stem}.pt"))
+    path = export_onnx(bundle.model, workdir / f"{stem}.export.onnx", input_shape=bundle.geometry.input_shape,
                        opset=opset)
     return path, bundle
 
