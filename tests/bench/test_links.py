@@ -217,7 +217,7 @@ def test_kernel_mode_refuses_without_root_or_tools(monkeypatch: pytest.MonkeyPat
 
 @needs_kernel
 def test_kernel_calibration_and_cleanup() -> None:
-    result = calibrate(get_profile("4g"), mode="kernel", transfer_s=1.5)
+    result = calibrate(get_profile("rural-telemed"), mode="kernel", transfer_s=1.5)
     _assert_calibrated(result)
     assert _mine() == []
 
