@@ -211,6 +211,7 @@ async def _measure(spec: LoadSpec, send: Sender) -> dict[str, Any]:
     for _ in range(spec.warmup_requests):
         await send()
     rec = _Recorder()
+    t0_unix = time.time()
     if spec.mode == "open":
         times = schedule(spec.arrival)
         unfinished = await _open_loop(spec, send, rec, times)
@@ -218,7 +219,9 @@ async def _measure(spec: LoadSpec, send: Sender) -> dict[str, Any]:
     else:
         unfinished = await _closed_loop(spec, send, rec)
         duration = spec.arrival.duration_s
-    return summarize_run(spec, rec, duration=duration, unfinished=unfinished)
+    result = summarize_run(spec, rec, duration=duration, unfinished=unfinished)
+    result["t0_unix"] = t0_unix  # lets a caller line up its own timeline (e.g. a replica trajectory) with samples
+    return result
 
 
 def run_load_here(spec: LoadSpec) -> dict[str, Any]:
