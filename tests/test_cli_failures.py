@@ -136,3 +136,27 @@ def test_bench_links_file_with_zero_bandwidth_is_one_line(in_tmp: Path, capsys: 
     code = main(["bench", "links", "--file", str(in_tmp / "links.yaml")])
     out = capsys.readouterr()
     _one_error_line(code, out.out, out.err, "rate_mbit")
+
+
+_PLAN_PROFILE = ('{"profiles": [{"model": "m", "cloud": {"service_ms": {"1": [3.0]}, "cold_start_s": [1.0]}, '
+                 '"edge_ms": [10.0], "image_bytes": 1000, "response_bytes": 10}]}')
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--link", "moon", "--slo-p99-ms", "200", "--profiles", "p.json"], "unknown link profile 'moon'"),
+    (["--link", "4g", "--slo-p99-ms", "0", "--profiles", "p.json"], "--slo-p99-ms must be > 0"),
+    (["--link", "4g", "--slo-p99-ms", "-5", "--profiles", "p.json"], "--slo-p99-ms must be > 0"),
+    (["--link", "4g", "--slo-p99-ms", "200", "--profiles", "missing.json"], "cannot read placement profiles"),
+    (["--link", "4g", "--slo-p99-ms", "200", "--profiles", "bad.json"], "not valid JSON"),
+    (["--link", "4g", "--slo-p99-ms", "200"], "needs --profiles"),
+    (["--link", "4g", "--slo-p99-ms", "200", "--profiles", "p.json", "--prices", "missing.yaml"],
+     "cannot read price file"),
+], ids=["unknown-link", "zero-slo", "negative-slo", "missing-profiles", "bad-profiles", "no-profiles",
+        "missing-prices"])
+def test_bench_plan_errors_are_one_line(args: list[str], expected: str, in_tmp: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (in_tmp / "p.json").write_text(_PLAN_PROFILE)
+    (in_tmp / "bad.json").write_text("{not json")
+    code = main(["bench", "plan", *args])
+    out = capsys.readouterr()
+    _one_error_line(code, out.out, out.err, expected)

@@ -1,4 +1,5 @@
-"""`medopt bench …`: hybrid placements over emulated links, the link profiles, and the load generator on its own.
+"""`medopt bench …`: hybrid placements over emulated links, the link profiles, the load generator on its own, and
+the placement planner (``plan``: simulated placements and autoscaling settings against a p99 SLO).
 
 Registered on the main app with ``app.add_typer(bench_app, name="bench")``. Bad input (an unknown key in a load spec,
 a negative rate, zero bandwidth, an unknown profile or split layer) prints one line and exits 1.
@@ -76,3 +77,45 @@ def bench_load(spec: Annotated[Path, typer.Argument(help="YAML or JSON load spec
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise LoadGenError(f"load spec {spec} at {where}: {msg}") from None
     sys.stdout.write(json.dumps(run_load(load), indent=1) + "\n")
+
+
+@bench_app.command("plan")
+@friendly_errors
+def bench_plan(
+    link: Annotated[str, typer.Option(help="Link profile name (see `medopt bench links`).")],
+    slo_p99_ms: Annotated[float, typer.Option(help="Latency objective: p99 in milliseconds.")],
+    rate: Annotated[float | None, typer.Option(help="Load in req/s (default: plan for 5, 20 and 80).")] = None,
+    profiles: Annotated[Path | None, typer.Option(help="Placement profiles JSON (bench measurements).")] = None,
+    prices: Annotated[Path | None, typer.Option(help="Price table YAML (default: the shipped prices.yaml).")] = None,
+    model: Annotated[str | None, typer.Option(help="Plan for this model only (default: every profiled model).")] = None,
+    links_file: Annotated[Path | None, typer.Option(help="Extra link profiles YAML.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Pick the cheapest placement and autoscaling settings that meet a p99 SLO over a link (simulated)."""
+    from medopt.bench.links.profiles import get_profile
+    from medopt.bench.scaling.planner import PlanError, plan, to_inference_service_fields
+    from medopt.bench.scaling.prices import load_prices
+    from medopt.bench.scaling.regime import load_placement_profiles
+
+    if profiles is None:
+        raise PlanError("medopt bench plan needs --profiles FILE.json (placement profiles written by the bench "
+                        "measurements)")
+    if not slo_p99_ms > 0:
+        raise PlanError(f"--slo-p99-ms must be > 0, got {slo_p99_ms:g}")
+    if rate is not None and not rate > 0:
+        raise PlanError(f"--rate must be > 0 req/s, got {rate:g}")
+    profile = get_profile(link, links_file)
+    table = load_prices(prices)
+    result = plan(profile, slo_p99_ms, rate, load_placement_profiles(profiles), table, model=model)
+    fields = to_inference_service_fields(result)
+    if as_json:
+        out = {**result.model_dump(mode="json"), "inference_service": fields}
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+        return
+    verdict = "meets" if result.meets_slo else "MISSES"
+    typer.echo(f"plan: {result.placement} ({result.model}) over {link}: p99 {result.p99_ms:.0f} ms {verdict} "
+                  f"{slo_p99_ms:g} ms, {result.cost_per_1000:.4g} {table.currency} per 1000 inferences")
+    if fields:
+        typer.echo("InferenceService: " + " ".join(f"{k}={v}" for k, v in fields.items()))
+    for line in result.why:
+        typer.echo(f"  - {line}")

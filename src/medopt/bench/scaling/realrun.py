@@ -20,11 +20,13 @@ from medopt.bench.scaling.scenario import ScalingScenario, summarize
 from medopt.bench.scaling.stack import StackSpec
 
 
-def _load_spec(scenario: ScalingScenario, url: str, input_shape: list[int]) -> LoadSpec:
-    target = Target(url=url, protocol="v2-binary", input_shape=input_shape, timeout_s=scenario.timeout_s + 5,
-                    max_connections=1024)
+def _load_spec(scenario: ScalingScenario, url: str, model_name: str, input_shape: list[int], closed: int | None
+               ) -> LoadSpec:
+    target = Target(url=url, model=model_name, protocol="v2-binary", input_shape=input_shape,
+                    timeout_s=scenario.timeout_s + 5, max_connections=1024)
+    mode = {"mode": "closed", "concurrency": closed} if closed else {}
     return LoadSpec(target=target, arrival=scenario.arrival, warmup_requests=0, drain_s=scenario.timeout_s + 2,
-                    max_outstanding=100_000)
+                    max_outstanding=100_000, **mode)
 
 
 def _shift(points: list[dict[str, Any]], by: float) -> list[dict[str, Any]]:
@@ -33,10 +35,11 @@ def _shift(points: list[dict[str, Any]], by: float) -> list[dict[str, Any]]:
 
 def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path, input_shape: list[int],
              model_name: str = "medopt", profile: ServiceProfile | None = None, time_scale: float = 1.0,
-             start_timeout_s: float = 240.0) -> dict[str, Any]:
+             closed_concurrency: int | None = None, start_timeout_s: float = 240.0) -> dict[str, Any]:
     """Run ``scenario`` for real and return ``summarize``'s figures (source "real") plus the stack's timeline.
 
-    Trajectory times are seconds from the load generator's start, like the request samples.
+    Trajectory times are seconds from the load generator's start, like the request samples. ``closed_concurrency``
+    replaces the open-loop arrivals by that many requests kept outstanding (for measuring service times).
     """
     with tempfile.TemporaryDirectory(prefix="medopt-scale-") as tmp, terminate_on_sigterm():
         result_file = Path(tmp) / "stack.json"
@@ -47,7 +50,7 @@ def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path
         stack = Announcing(["medopt.bench.scaling.stack", str(spec_file)], "autoscaling stack")
         try:
             port = stack.wait_port(start_timeout_s)
-            load = run_load(_load_spec(scenario, f"http://127.0.0.1:{port}", input_shape))
+            load = run_load(_load_spec(scenario, f"http://127.0.0.1:{port}", model_name, input_shape, closed_concurrency))
         finally:
             stack.stop()
         timeline = json.loads(result_file.read_text())

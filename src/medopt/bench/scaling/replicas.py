@@ -4,7 +4,8 @@ Why real processes: cold start (interpreter, kserve, ONNX Runtime session, warm-
 autoscaling hard, and it is measured here, start to ready, for every replica. A replica runs with one inference
 thread, gets no CPU limit while it starts (a startup boost, so cold starts stay comparable with and without limits)
 and is put under its limit the moment it is ready. Scale-down drains: the router stops sending, in-flight requests
-finish, then SIGTERM. A replica that exits on its own is noticed by ``reap`` and counted as died; the controller's
+finish, then SIGTERM. A replica that exits on its own (or that the router ejected after a failed connection) is noticed by ``reap`` and
+counted as died; the controller's
 next decision replaces it. Replicas stay in the caller's process group, so killing the run's group ends them all.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,14 @@ class ReplicaError(MedoptError, RuntimeError):
     """A replica could not be started (bad artifact, or it never became ready)."""
 
 
+def _last_line(err: Any) -> str:
+    if err is None:
+        return "no output"
+    err.seek(0)
+    lines = [ln for ln in err.read().decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
 def free_port() -> int:
     """A port that was free a moment ago (the child binds it; a rare clash shows as a failed start)."""
     with socket.socket() as s:
@@ -50,6 +60,7 @@ class Replica:
     state: State = "starting"
     ready_after_s: float | None = None
     cpu_seen: float = 0.0
+    err: Any = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -86,10 +97,10 @@ class ReplicaPool:
     async def start_one(self) -> Replica:
         self._serial += 1
         port = free_port()
+        err = tempfile.TemporaryFile(prefix="medopt-replica-")
         proc = await asyncio.create_subprocess_exec(*self._command(port), stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-        replica = Replica(f"replica-{self._serial}", port, proc, self.clock())
+                                                    stdout=asyncio.subprocess.DEVNULL, stderr=err)
+        replica = Replica(f"replica-{self._serial}", port, proc, self.clock(), err=err)
         self.replicas.append(replica)
         replica.task = asyncio.create_task(self._become_ready(replica))
         self._event("start", replica)
@@ -107,7 +118,7 @@ class ReplicaPool:
                             return
                 await asyncio.sleep(0.05)
         if replica.state == "starting":
-            self.failed_starts.append(replica.name)
+            self.failed_starts.append(f"{replica.name} (exit {replica.proc.returncode}): {_last_line(replica.err)}")
             self._event("failed-start", replica)
             await self._stop(replica, "died")
 
@@ -152,14 +163,21 @@ class ReplicaPool:
                 with contextlib.suppress(ProcessLookupError):
                     replica.proc.kill()
                 await replica.proc.wait()
+        if replica.err is not None:
+            replica.err.close()
+            replica.err = None
         self._event(state, replica)
 
     def reap(self) -> list[Replica]:
         """Replicas whose process exited without being asked: marked died and taken out of the router."""
-        dead = [r for r in self.replicas if r.state == "ready" and r.proc.returncode is not None]
+        dead = [r for r in self.replicas if r.state == "ready" and (r.proc.returncode is not None
+                                                                    or r.name not in self.router.backends)]
         for replica in dead:
             self.router.remove(replica.name)
             replica.state = "died"
+            if replica.proc.returncode is None:  # ejected by the router but still running: end it
+                with contextlib.suppress(ProcessLookupError):
+                    replica.proc.kill()
             self._event("died", replica)
         return dead
 

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientConnectorError, ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from medopt.bench.scaling.controller import Sample
 
@@ -73,6 +73,7 @@ class Router:
         self.waiting: deque[asyncio.Future[Backend]] = deque()
         self.meter = _Meter()
         self.rejected = 0
+        self.ejected: list[str] = []
         self.session: ClientSession | None = None
         self.on_buffered: Any = None
 
@@ -129,8 +130,10 @@ class Router:
         if backend is not None:
             backend.outstanding += 1
             return backend
-        if len(self.waiting) >= self.queue_limit:
-            return None
+        if len(self.waiting) >= self.queue_limit:  # count only live waiters: timed-out ones may still sit in line
+            self.waiting = deque(f for f in self.waiting if not f.done())
+            if len(self.waiting) >= self.queue_limit:
+                return None
         fut: asyncio.Future[Backend] = asyncio.get_running_loop().create_future()
         self.waiting.append(fut)
         if self.on_buffered is not None:
@@ -158,24 +161,39 @@ class Router:
             self.meter.change(-1)
 
     async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        backend = await self._acquire()
-        if backend is None:
-            self.rejected += 1
-            return web.Response(status=503, text=f"router buffer full ({self.queue_limit} requests waiting for a "
-                                                 "replica)")
+        """Send to a backend; a refused connection ejects that backend and tries another (the request never
+        reached it, so this is safe), a connection lost mid-request ejects it and answers 502."""
         headers = {k: v for k, v in request.headers.items() if k.lower() in _HOP_HEADERS}
+        while True:
+            backend = await self._acquire()
+            if backend is None:
+                self.rejected += 1
+                return web.Response(status=503, text=f"router buffer full ({self.queue_limit} requests waiting for "
+                                                     "a replica)")
+            try:
+                return await self._send(backend, request.path_qs, body, headers)
+            except ClientConnectorError:
+                self._eject(backend)
+            except (ClientError, ConnectionError) as exc:
+                self._eject(backend)
+                return web.Response(status=502, text=f"replica {backend.name} failed: {type(exc).__name__}")
+            finally:
+                self._release(backend)
+
+    async def _send(self, backend: Backend, path: str, body: bytes, headers: dict[str, str]) -> web.Response:
         assert self.session is not None
-        try:
-            async with self.session.post(backend.url + request.path_qs, data=body, headers=headers) as resp:
-                payload = await resp.read()
-                out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _HOP_HEADERS}
-                backend.served += 1
-                return web.Response(status=resp.status, body=payload, headers=out_headers)
-        except (ClientError, ConnectionError) as exc:
-            backend.failed += 1
-            return web.Response(status=502, text=f"replica {backend.name} failed: {type(exc).__name__}")
-        finally:
-            self._release(backend)
+        async with self.session.post(backend.url + path, data=body, headers=headers) as resp:
+            payload = await resp.read()
+            out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _HOP_HEADERS}
+            backend.served += 1
+            return web.Response(status=resp.status, body=payload, headers=out_headers)
+
+    def _eject(self, backend: Backend) -> None:
+        """Stop routing to a backend whose connection failed (its process has most likely died)."""
+        backend.failed += 1
+        self.ejected.append(backend.name)
+        if self.backends.get(backend.name) is backend:
+            del self.backends[backend.name]
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
         """Listen on ``host:port`` (0: any free port); returns the runner and the bound port."""

@@ -63,6 +63,7 @@ class ControlLoop:
         return max(self.scenario.min_replicas, min(self.scenario.max_replicas, desired))
 
     def _sample(self, now: float, span: float) -> None:
+        self.pool.reap()
         sample = self.router.sample(now - self.t0, cpu=self.pool.cpu_utilization(span))
         self.controller.observe(sample)
         self.trajectory.append({"t": round(sample.at, 3), "ready": sample.ready, "starting": self.pool.count("starting"),
@@ -105,7 +106,7 @@ async def _wait_ready(pool: ReplicaPool, want: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while pool.count("ready") < want:
         if pool.failed_starts:
-            raise RuntimeError(f"replica {pool.failed_starts[0]} failed to start (is '{pool.artifact}' a model?)")
+            raise RuntimeError(f"replica failed to start: {pool.failed_starts[0]}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {pool.count('ready')} of {want} replicas ready after {timeout_s:.0f} s")
         await asyncio.sleep(0.05)

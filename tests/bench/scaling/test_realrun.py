@@ -1,0 +1,127 @@
+"""Real replicas (``medopt serve`` processes) behind the router, driven by real controllers on a shortened clock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import INPUT_SHAPE, ONNX_KEY
+
+from medopt.bench.arrivals import ArrivalSpec, Segment
+from medopt.bench.scaling.cgroups import cpu_limits_available
+from medopt.bench.scaling.realrun import run_real
+from medopt.bench.scaling.scenario import ControllerSpec, ReplicaSpec, ScalingScenario
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+needs_limits = pytest.mark.skipif(not cpu_limits_available(), reason="no writable cgroup cpu controller here")
+
+
+def _replicas(model_name: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "medopt.serve" in cmd and model_name in cmd:
+            found.append(proc)
+    return found
+
+
+def _loadgen_running() -> bool:
+    return any("medopt.bench.loadgen" in (p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+
+
+@needs_limits
+def test_kpa_scales_out_under_a_burst_and_back_in_after_it(tiny_store: Path) -> None:
+    scenario = ScalingScenario(
+        name="kpa-burst", sample_s=0.1, slo_ms=2000, min_replicas=1, max_replicas=3, initial_replicas=1,
+        replica=ReplicaSpec(cpu_limit=0.1), controller=ControllerSpec(kind="kpa", settings={"target": 1}),
+        arrival=ArrivalSpec(kind="step", seed=1, segments=[Segment(seconds=3, rate=3), Segment(seconds=8, rate=45),
+                                                           Segment(seconds=20, rate=2)]))
+    result = run_real(scenario, artifact=ONNX_KEY, store_root=tiny_store, input_shape=INPUT_SHAPE, time_scale=0.1)
+    assert result["errors"] == {}
+    assert result["max_ready"] >= 2, "the burst (45 req/s against ~27 per replica) must scale out"
+    assert result["cold_starts"] >= 1 and result["cold_start_s"]["p50_ms"] > 100
+    assert result["trajectory"][-1]["ready"] < result["max_ready"], "20 s of quiet (panic ends, then the stable window empties) scales in"
+    assert any(d["mode"] == "panic" for d in result["decisions"])
+
+
+@needs_limits
+def test_a_killed_replica_is_replaced_and_the_errors_it_caused_are_reported(tiny_store: Path) -> None:
+    name = "killtest"
+    scenario = ScalingScenario(
+        name="kill", slo_ms=2000, min_replicas=2, max_replicas=2, initial_replicas=2, replica=ReplicaSpec(cpu_limit=0.1),
+        controller=ControllerSpec(kind="fixed", settings={"replicas": 2}),
+        arrival=ArrivalSpec(kind="poisson", rate=45, duration_s=16, seed=2))
+    killed: list[int] = []
+
+    def killer() -> None:  # the load generator starts once both replicas are ready; kill one 4 s into the load
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _loadgen_running():
+            time.sleep(0.2)
+        time.sleep(4)
+        victims = _replicas(name)
+        if victims:
+            killed.append(victims[0].pid)
+            victims[0].kill()
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    result = run_real(scenario, artifact=ONNX_KEY, store_root=tiny_store, input_shape=INPUT_SHAPE, model_name=name)
+    thread.join(5)
+    assert killed, "the replicas never appeared"
+    assert result["died"] == 1
+    events = [e["event"] for e in result["events"]]
+    assert events.index("died") < len(events) - 1 and "ready" in events[events.index("died"):]
+    assert result["errors"] and set(result["errors"]) <= {"http-502"}, result["errors"]
+    assert 1 <= sum(result["errors"].values()) <= 40, "requests in flight at the killed replica fail, the rest do not"
+    assert result["trajectory"][-1]["ready"] == 2
+    assert not _replicas(name)
+
+
+def test_first_request_after_scale_from_zero_succeeds_and_waits_for_the_cold_start(tiny_store: Path) -> None:
+    scenario = ScalingScenario(
+        name="from-zero", sample_s=0.1, slo_ms=60_000, min_replicas=0, max_replicas=1, initial_replicas=0,
+        timeout_s=60, controller=ControllerSpec(kind="kpa", settings={"target": 1}),
+        arrival=ArrivalSpec(kind="trace", trace=[0.5, 1.0, 12.0]))
+    result = run_real(scenario, artifact=ONNX_KEY, store_root=tiny_store, input_shape=INPUT_SHAPE, time_scale=0.1,
+                      model_name="fromzero")
+    assert result["errors"] == {} and result["ok"] == 3
+    first = result["samples"]["latency_ms"][0]
+    cold_ms = result["cold_start_s"]["p50_ms"]
+    assert cold_ms * 0.8 <= first <= cold_ms + 3000, (first, cold_ms)
+    assert result["samples"]["latency_ms"][2] < first / 5, "once warm, requests are fast"
+    assert result["trajectory"][0]["ready"] == 0
+
+
+def test_ctrl_c_ends_every_replica_process(tiny_store: Path) -> None:
+    name = "ctrlc"
+    code = (
+        "from medopt.bench.arrivals import ArrivalSpec\n"
+        "from medopt.bench.scaling.realrun import run_real\n"
+        "from medopt.bench.scaling.scenario import ControllerSpec, ScalingScenario\n"
+        "sc = ScalingScenario(min_replicas=2, max_replicas=2, initial_replicas=2,\n"
+        "    controller=ControllerSpec(kind='fixed'), arrival=ArrivalSpec(rate=5, duration_s=120))\n"
+        f"run_real(sc, artifact={ONNX_KEY!r}, store_root={str(tiny_store)!r}, input_shape={INPUT_SHAPE},"
+        f" model_name={name!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(_replicas(name)) < 2:
+            time.sleep(0.2)
+        assert len(_replicas(name)) == 2
+        time.sleep(2)
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _replicas(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _replicas(name)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
