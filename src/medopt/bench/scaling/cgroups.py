@@ -2,9 +2,8 @@
 
 Why: on a 2-core machine, replicas without limits all share the same two cores, so adding a replica adds no capacity
 and autoscaling shows nothing. A quota makes each replica a fixed slice of a core, like a pod on a node, so capacity
-grows with the replica count up to the machine. The period is 10 ms rather than the kubelet's default 100 ms (a
-kubelet setting, ``cpuCFSQuotaPeriod``) so that a request is slowed evenly instead of stalling for most of a 100 ms
-period; the choice is recorded with every result. cgroup v1 (``cpu`` controller) and v2 (``cpu.max``) both work;
+grows with the replica count up to the machine. The period defaults to the kubelet's 100 ms, so a replica that has
+spent its quota stalls until the next period exactly as a throttled pod does (the simulator models the same quota). cgroup v1 (``cpu`` controller) and v2 (``cpu.max``) both work;
 without either, asking for a limit is an error, never silently ignored.
 """
 
@@ -45,7 +44,7 @@ class CpuLimits:
     Use as a context manager: on exit every child cgroup is emptied (processes moved back to the root) and removed.
     """
 
-    def __init__(self, *, period_us: int = 10_000) -> None:
+    def __init__(self, *, period_us: int = 100_000) -> None:
         found = _flavour()
         if found is None:
             raise CpuLimitError("replica CPU limits need a writable cgroup cpu controller (run as root on a machine "

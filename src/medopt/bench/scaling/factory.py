@@ -8,7 +8,6 @@ the controller's own config model, so a typo in a setting fails loudly instead o
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -16,8 +15,11 @@ from pydantic import BaseModel, ValidationError
 from medopt.bench.scaling.buckets import ScalingError
 from medopt.bench.scaling.controller import Controller
 from medopt.bench.scaling.fixed import FixedController
+from medopt.bench.scaling.hpa import HpaConfig, HpaController
+from medopt.bench.scaling.kpa import KpaConfig, KpaController
 from medopt.bench.scaling.profile import ServiceProfile
 from medopt.bench.scaling.scenario import ControllerSpec, ScalingScenario
+from medopt.bench.scaling.slo import SloConfig, SloController
 
 
 class ControllerConfigError(ScalingError):
@@ -61,6 +63,21 @@ def _config(kind: str, model: type[BaseModel], settings: dict[str, Any], owned: 
         raise ControllerConfigError(f"{kind} setting {field!r}: {first['msg']}") from None
 
 
+_KINDS: dict[str, tuple[type[BaseModel], Any]] = {"kpa": (KpaConfig, KpaController), "hpa": (HpaConfig, HpaController),
+                                                  "slo": (SloConfig, SloController)}
+
+
+def under_limit(profile: ServiceProfile, scenario: ScalingScenario) -> ServiceProfile:
+    """The profile as capacity planning must see it under the scenario's CPU limit: a profile measured without a
+    limit has the CPU part of each service time divided by the limit (a saturated replica gets ``limit`` of a core)."""
+    limit = scenario.replica.cpu_limit
+    if limit is None or profile.cpu_limit is not None or limit >= scenario.replica.threads:
+        return profile
+    share = profile.cpu_share()
+    slowed = {k: [v * (1 - share) + v * share / limit for v in vals] for k, vals in profile.service_ms.items()}
+    return profile.model_copy(update={"service_ms": slowed, "cpu_limit": limit})
+
+
 def make_controller(spec: ControllerSpec, *, scenario: ScalingScenario, profile: ServiceProfile | None = None,
                     time_scale: float = 1.0) -> Controller:
     """The controller ``spec`` names, bounded by ``scenario``, with its time settings multiplied by ``time_scale``."""
@@ -79,19 +96,15 @@ def make_controller(spec: ControllerSpec, *, scenario: ScalingScenario, profile:
         if not isinstance(tick, (int, float)) or isinstance(tick, bool) or tick <= 0:
             raise ControllerConfigError(f"fixed setting 'tick_s' must be a number > 0, got {tick!r}")
         return FixedController(replicas, tick_s=float(tick) * time_scale)
-    modules = {"kpa": ("kpa", "KpaConfig", "KpaController"), "hpa": ("hpa", "HpaConfig", "HpaController"),
-               "slo": ("slo", "SloConfig", "SloController")}
-    if kind not in modules:
-        raise ControllerConfigError(f"unknown controller kind {kind!r} (known: fixed, {', '.join(modules)})")
-    module_name, config_name, controller_name = modules[kind]
-    module = importlib.import_module(f"medopt.bench.scaling.{module_name}")
-    config = _config(kind, getattr(module, config_name), settings, _scenario_fields(kind, scenario))
+    if kind not in _KINDS:
+        raise ControllerConfigError(f"unknown controller kind {kind!r} (known: fixed, {', '.join(_KINDS)})")
+    config_model, cls = _KINDS[kind]
+    config = _config(kind, config_model, settings, _scenario_fields(kind, scenario))
     if time_scale != 1.0:
         config = config.scaled(time_scale)
-    cls = getattr(module, controller_name)
     if kind == "slo":
         if profile is None:
             raise ControllerConfigError("the slo controller needs a ServiceProfile (measured service times); "
                                         "pass profile=")
-        return cls(config, profile)
+        return SloController(config, under_limit(profile, scenario))
     return cls(config)

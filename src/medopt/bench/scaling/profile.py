@@ -22,6 +22,9 @@ class ServiceProfile(BaseModel):
     cold_start_s: list[float] = Field(min_length=1)
     cpu_limit: float | None = None
     threads: int = 1
+    cpu_ms: float | None = Field(None, gt=0, description="Replica CPU per request (batch 1); None: all of it.")
+    overhead_ms: float = Field(0.0, ge=0, description="Client-side time on top of the service time (load "
+                               "generator, router), added to every simulated latency.")
     fingerprint: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -49,6 +52,10 @@ class ServiceProfile(BaseModel):
 
     def quantile_ms(self, q: float, batch: int = 1) -> float:
         return float(np.quantile(self.samples_ms(batch), q))
+
+    def cpu_share(self) -> float:
+        """Fraction of a batch-1 service time that is the replica's CPU (what a CPU limit throttles)."""
+        return 1.0 if self.cpu_ms is None else min(1.0, self.cpu_ms / self.mean_ms())
 
     def mean_cold_start_s(self) -> float:
         return float(np.mean(self.cold_start_s))

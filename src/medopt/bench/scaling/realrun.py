@@ -35,7 +35,8 @@ def _shift(points: list[dict[str, Any]], by: float) -> list[dict[str, Any]]:
 
 def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path, input_shape: list[int],
              model_name: str = "medopt", profile: ServiceProfile | None = None, time_scale: float = 1.0,
-             closed_concurrency: int | None = None, start_timeout_s: float = 240.0) -> dict[str, Any]:
+             closed_concurrency: int | None = None, record_backend_times: bool = False,
+             start_timeout_s: float = 240.0) -> dict[str, Any]:
     """Run ``scenario`` for real and return ``summarize``'s figures (source "real") plus the stack's timeline.
 
     Trajectory times are seconds from the load generator's start, like the request samples. ``closed_concurrency``
@@ -44,7 +45,8 @@ def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path
     with tempfile.TemporaryDirectory(prefix="medopt-scale-") as tmp, terminate_on_sigterm():
         result_file = Path(tmp) / "stack.json"
         spec = StackSpec(scenario=scenario, artifact=artifact, store_root=str(Path(store_root).resolve()),
-                         result_file=str(result_file), model_name=model_name, profile=profile, time_scale=time_scale)
+                         result_file=str(result_file), model_name=model_name, profile=profile, time_scale=time_scale,
+                         record_backend_times=record_backend_times)
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(spec.model_dump_json())
         stack = Announcing(["medopt.bench.scaling.stack", str(spec_file)], "autoscaling stack")
@@ -62,5 +64,7 @@ def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path
     out.update(events=_shift(timeline["events"], offset), decisions=_shift(timeline["decisions"], offset),
                initial_cold_starts_s=timeline["initial_cold_starts_s"], died=timeline["died"],
                rejected=timeline["rejected"], cpu_limit_period_us=timeline["cpu_limit_period_us"],
+               replica_cpu_s=timeline["replica_cpu_s"], replica_served=timeline["replica_served"],
+               backend_ms=timeline["backend_ms"],
                achieved_rps=load["achieved_rps"], offered_rps=load["offered_rps"])
     return out

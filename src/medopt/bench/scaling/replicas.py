@@ -60,6 +60,7 @@ class Replica:
     state: State = "starting"
     ready_after_s: float | None = None
     cpu_seen: float = 0.0
+    cpu_at_ready: float = 0.0
     err: Any = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -126,7 +127,7 @@ class ReplicaPool:
         replica.ready_after_s = self.clock() - replica.started
         if self.limits is not None and self.spec.cpu_limit is not None:
             self.limits.limit(replica.proc.pid, self.spec.cpu_limit, replica.name)
-        replica.cpu_seen = self._cpu_seconds(replica)
+        replica.cpu_seen = replica.cpu_at_ready = self._cpu_seconds(replica)
         replica.state = "ready"
         self.cold_starts_s.append(replica.ready_after_s)
         self.router.add(replica.name, replica.url)
@@ -200,6 +201,11 @@ class ReplicaPool:
             used += now - replica.cpu_seen
             replica.cpu_seen = now
         return used / (seconds * len(ready) * (self.spec.cpu_limit or 1.0))
+
+    def cpu_since_ready(self) -> dict[str, float]:
+        """CPU seconds each running replica used since it became ready (what serving cost, start-up excluded)."""
+        return {r.name: self._cpu_seconds(r) - r.cpu_at_ready for r in self.replicas
+                if r.ready_after_s is not None and r.proc.returncode is None}
 
     def _event(self, what: str, replica: Replica) -> None:
         self.events.append({"t": self.clock(), "event": what, "replica": replica.name, "pid": replica.proc.pid,

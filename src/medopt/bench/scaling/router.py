@@ -74,6 +74,7 @@ class Router:
         self.meter = _Meter()
         self.rejected = 0
         self.ejected: list[str] = []
+        self.backend_ms: list[float] = []  # per answered request: dispatch to response, the replica slot's busy time
         self.session: ClientSession | None = None
         self.on_buffered: Any = None
 
@@ -182,10 +183,13 @@ class Router:
 
     async def _send(self, backend: Backend, path: str, body: bytes, headers: dict[str, str]) -> web.Response:
         assert self.session is not None
+        start = time.perf_counter()
         async with self.session.post(backend.url + path, data=body, headers=headers) as resp:
             payload = await resp.read()
             out_headers = {k: v for k, v in resp.headers.items() if k.lower() in _HOP_HEADERS}
             backend.served += 1
+            if resp.status == 200:
+                self.backend_ms.append((time.perf_counter() - start) * 1000.0)
             return web.Response(status=resp.status, body=payload, headers=out_headers)
 
     def _eject(self, backend: Backend) -> None:

@@ -36,6 +36,7 @@ class ReplicaSpec(BaseModel):
     max_latency_ms: float = Field(2.0, ge=0)
     threads: int = Field(1, ge=1)
     cpu_limit: float | None = Field(None, gt=0)
+    cfs_period_ms: float = Field(100.0, gt=0, description="CFS period of the CPU limit (the kubelet's default).")
 
 
 class ScalingScenario(BaseModel):

@@ -77,7 +77,7 @@ class _Draws:
 
 class _Replica:
     __slots__ = ("idx", "state", "started", "stopped", "cold_s", "outstanding", "queue", "busy", "busy_since",
-                 "busy_acc", "served")
+                 "busy_acc", "served", "cfs_period", "cfs_used")
 
     def __init__(self, idx: int, state: str, started: float, cold_s: float) -> None:
         self.idx, self.state, self.started, self.cold_s = idx, state, started, cold_s
@@ -88,6 +88,27 @@ class _Replica:
         self.busy_since = 0.0
         self.busy_acc = 0.0  # busy seconds since the last sample
         self.served = 0  # requests answered in time
+        self.cfs_period = -1  # index of the CFS period the quota use below belongs to
+        self.cfs_used = 0.0
+
+
+def _throttled(r: _Replica, now: float, demand: float, quota: float, period: float) -> float:
+    """Wall time to get ``demand`` CPU-seconds under a CFS quota of ``quota`` per ``period`` (periods aligned at
+    multiples of ``period``): run while this period's quota lasts, then wait for the next period."""
+    t, left = now, demand
+    while left > 1e-12:
+        k = math.floor(t / period + 1e-9)  # at a boundary, the new period (float error must not stall the loop)
+        if k != r.cfs_period:
+            r.cfs_period, r.cfs_used = k, 0.0
+        avail = quota - r.cfs_used
+        if avail <= 1e-12:
+            t = (k + 1) * period
+            continue
+        run = min(left, avail, (k + 1) * period - t)
+        t += run
+        left -= run
+        r.cfs_used += run
+    return t - now
 
 
 class _Cluster:
@@ -110,6 +131,14 @@ class _Cluster:
         self.service = {b: _Draws(profile.samples_ms(b), svc_rng, 1e-3) for b in range(1, self.batch + 1)}
         self.cold = _Draws(np.asarray(profile.cold_start_s, dtype=float), cold_rng)
         limit, threads = scenario.replica.cpu_limit, scenario.replica.threads
+        if limit is not None and profile.cpu_limit is not None and abs(profile.cpu_limit - limit) > 1e-9:
+            raise SimulationError(f"the profile was measured under cpu_limit {profile.cpu_limit}, the scenario "
+                                  f"asks for {limit}: measure without a limit (the CFS quota is then simulated)")
+        # a limit the profile was not measured under is applied as the kernel does: a CFS quota per period
+        self.period = scenario.replica.cfs_period_ms * 1e-3
+        throttled = limit is not None and profile.cpu_limit is None and limit < threads
+        self.quota = limit * self.period if throttled else None
+        self.cpu_share = profile.cpu_share()
         self.core_use = float(min(threads, limit) if limit else threads)  # cores a busy worker uses
         self.replicas: list[_Replica] = []
         self.serving: list[_Replica] = []  # ready, not draining, by index
@@ -200,7 +229,11 @@ class _Cluster:
         batch = [q.popleft() for _ in range(k)]
         r.busy = True
         r.busy_since = self.env.now
-        ev = self.env.timeout(self.service[k].next())
+        took = self.service[k].next()
+        if self.quota is not None:  # the CPU part waits for quota; the rest (loopback, router hop) does not
+            cpu = took * self.cpu_share
+            took = took - cpu + _throttled(r, self.env.now, cpu, self.quota, self.period)
+        ev = self.env.timeout(took)
         ev.callbacks.append(partial(self._finish, r, batch))
 
     def _finish(self, r: _Replica, batch: list[int], _ev: Any) -> None:
@@ -436,7 +469,7 @@ def simulate(scenario: ScalingScenario, profile: ServiceProfile, *, seed: int = 
         ok_idx = np.flatnonzero(status == _OK)
         back[ok_idx] = net.download(int(link_bytes[1]), answered[ok_idx])
         egress = int(ok_idx.size) * int(link_bytes[1])
-    latency_ms = (back - scheduled) * 1e3
+    latency_ms = (back - scheduled) * 1e3 + profile.overhead_ms
     late = latency_ms > (scenario.timeout_s + CLIENT_GRACE_S) * 1e3  # the client gives up (a slow link)
     status[(status == _OK) & late] = _CLIENT_TIMEOUT
     result = summarize(scenario, scheduled_s=scheduled, latency_ms=latency_ms, ok=status == _OK,

@@ -39,6 +39,7 @@ class StackSpec(BaseModel):
     model_name: str = "medopt"
     profile: ServiceProfile | None = None
     time_scale: float = 1.0
+    record_backend_times: bool = False
 
 
 class ControlLoop:
@@ -153,6 +154,9 @@ def _write(spec: StackSpec, loop: ControlLoop, pool: ReplicaPool, router: Router
               "cold_starts_s": pool.cold_starts_s, "initial_cold_starts_s": initial, "rejected": router.rejected,
               "replica_failures": {b.name: b.failed for b in router.backends.values() if b.failed},
               "died": sum(1 for e in pool.events if e["event"] == "died"),
+              "replica_cpu_s": pool.cpu_since_ready(),
+              "replica_served": {b.name: b.served for b in router.backends.values()},
+              "backend_ms": router.backend_ms if spec.record_backend_times else None,
               "cpu_limit_period_us": pool.limits.period_us if pool.limits else None}
     tmp = Path(spec.result_file + ".tmp")
     tmp.write_text(json.dumps(result))
@@ -161,7 +165,8 @@ def _write(spec: StackSpec, loop: ControlLoop, pool: ReplicaPool, router: Router
 
 def main() -> int:
     spec = StackSpec.model_validate_json(Path(sys.argv[1]).read_text())
-    limits = CpuLimits() if spec.scenario.replica.cpu_limit is not None else None
+    replica = spec.scenario.replica
+    limits = CpuLimits(period_us=int(replica.cfs_period_ms * 1000)) if replica.cpu_limit is not None else None
     try:
         asyncio.run(serve(spec, limits))
     except (KeyboardInterrupt, asyncio.CancelledError):
