@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from _common import LoadMonitor, add_mode_flags, goal, mode_of, print_table, write_results
+from _models import store_random_model
 
 from medopt.bench.arrivals import ArrivalSpec, Segment
 from medopt.bench.scaling.measure import measure_profile
@@ -55,30 +56,6 @@ MODES = {
 # (seconds, rate as a multiple of one replica's capacity): quiet, a ramp to the peak, back, one burst, quiet
 TRACE = [(60, 0.5), (20, 1.2), (20, 2.0), (40, 3.0), (20, 1.5), (50, 0.5), (15, 1.8), (55, 0.5)]
 PEAK = max(m for _, m in TRACE)
-
-
-def _store(model: str, size: int, root: Path) -> None:
-    """A ResNet-18 (random weights: only its cost matters here) as a stored ONNX model."""
-    import torch
-
-    from medopt.compress.export import export_onnx
-    from medopt.config import ExperimentConfig, ModelConfig, PreprocessConfig
-    from medopt.models import create_model
-    from medopt.models.geometry import ModelGeometry
-    from medopt.models.model_file import save_model_file
-    from medopt.store import LocalStore
-
-    torch.manual_seed(0)
-    pre = PreprocessConfig(image_size=size)
-    cfg = ExperimentConfig.model_validate({"data": {"preprocess": pre.model_dump()}}).model_dump(mode="json")
-    mcfg = ModelConfig(name=model, pretrained=False)
-    net = create_model(mcfg, in_chans=1, num_classes=2, input_size=size).eval()
-    save_model_file(root / "model.pt", net, model_config=mcfg, preprocess=pre,
-                    geometry=ModelGeometry.for_preprocess(pre, in_chans=1, class_names=("a", "b"), task="binary"))
-    onnx = export_onnx(net, root / "model.onnx", input_shape=(1, size, size), opset=17)
-    store = LocalStore(root / "store")
-    store.put_file("bench/autoscale/model.pt", root / "model.pt", kind="model/pytorch", config=cfg)
-    store.put_file(KEY, onnx, kind="model/onnx", config=cfg, parents=["bench/autoscale/model.pt"])
 
 
 def _capacity(profile: ServiceProfile, cpu_limit: float) -> float:
@@ -220,8 +197,7 @@ def main() -> int:
     time_scale = 0.1 if mode == "smoke" else 1.0
     with LoadMonitor(own_load=1.5) as monitor, tempfile.TemporaryDirectory(prefix="medopt-autoscale-") as tmp_name:
         tmp = Path(tmp_name)
-        _store(m["model"], m["size"], tmp)
-        store = tmp / "store"
+        store, _, _ = store_random_model(m["model"], m["size"], tmp, KEY.rsplit("/", 1)[0])
         probe = measure_profile(artifact=KEY, store_root=store, input_shape=shape, seconds=m["profile_s"] / 3,
                                 replica=ReplicaSpec(), repeats=1, model=m["model"])
         profile = measure_profile(artifact=KEY, store_root=store, input_shape=shape, seconds=m["profile_s"],

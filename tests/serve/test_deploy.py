@@ -98,7 +98,7 @@ def test_deploy_step_prefers_the_compressed_model(tmp_path: Path) -> None:
 
 def test_deploy_step_reads_cluster_settings_from_the_config(tmp_path: Path) -> None:
     deploy = DeployConfig(name="lung-canary", deployment_mode="Serverless", scale_metric="rps", scale_target=20,
-                          canary_traffic_percent=25, gpus=1, artifacts_pvc="scans", credentials_secret="s3-team")
+                          canary_traffic_percent=25, gpus=1, container_concurrency=2, artifacts_pvc="scans", credentials_secret="s3-team")
     config_json, _, model, compressed = _setup(tmp_path, deploy)
     out = FakeArtifact(str(tmp_path / "out" / "isvc.yaml"))
     deploy_step(config_from_json(config_json), "r1", model, compressed, out)
@@ -108,6 +108,7 @@ def test_deploy_step_reads_cluster_settings_from_the_config(tmp_path: Path) -> N
     assert doc["metadata"]["name"] == out.metadata["name"] == "lung-canary"
     assert doc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
     assert (p["scaleMetric"], p["scaleTarget"], p["canaryTrafficPercent"]) == ("rps", 20, 25)
+    assert p["containerConcurrency"] == 2  # what `medopt bench plan` suggests; the CRD schema accepts it
     assert p["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert p["model"]["storageUri"] == "pvc://scans/runs/r1/train"
     assert "envFrom" not in p["model"]  # the Secret is the ServiceAccount's, for the storage initializer only

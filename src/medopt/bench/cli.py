@@ -93,13 +93,13 @@ def bench_plan(
 ) -> None:
     """Pick the cheapest placement and autoscaling settings that meet a p99 SLO over a link (simulated)."""
     from medopt.bench.links.profiles import get_profile
-    from medopt.bench.scaling.planner import PlanError, plan, to_inference_service_fields
+    from medopt.bench.scaling.planner import PlanError, plan, to_deploy_overrides, to_inference_service_fields
     from medopt.bench.scaling.prices import load_prices
     from medopt.bench.scaling.regime import load_placement_profiles
 
     if profiles is None:
-        raise PlanError("medopt bench plan needs --profiles FILE.json (placement profiles written by the bench "
-                        "measurements)")
+        raise PlanError("medopt bench plan needs --profiles FILE.json (placement profiles, e.g. "
+                        "benchmarks/results/regime.profiles.json written by benchmarks/regime.py)")
     if not slo_p99_ms > 0:
         raise PlanError(f"--slo-p99-ms must be > 0, got {slo_p99_ms:g}")
     if rate is not None and not rate > 0:
@@ -109,7 +109,8 @@ def bench_plan(
     result = plan(profile, slo_p99_ms, rate, load_placement_profiles(profiles), table, model=model)
     fields = to_inference_service_fields(result)
     if as_json:
-        out = {**result.model_dump(mode="json"), "inference_service": fields}
+        out = {**result.model_dump(mode="json"), "inference_service": fields,
+               "deploy_overrides": to_deploy_overrides(result)}
         sys.stdout.write(json.dumps(out, indent=1) + "\n")
         return
     verdict = "meets" if result.meets_slo else "MISSES"
@@ -117,5 +118,6 @@ def bench_plan(
                   f"{slo_p99_ms:g} ms, {result.cost_per_1000:.4g} {table.currency} per 1000 inferences")
     if fields:
         typer.echo("InferenceService: " + " ".join(f"{k}={v}" for k, v in fields.items()))
+        typer.echo("deploy step: " + " ".join(f"--set {o}" for o in to_deploy_overrides(result)))
     for line in result.why:
         typer.echo(f"  - {line}")

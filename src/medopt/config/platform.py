@@ -79,6 +79,8 @@ class DeployConfig(Section):
     max_replicas: int = Field(3, ge=1)
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] = "cpu"
     scale_target: int = Field(70, ge=1, description="Percent for cpu/memory; requests per replica otherwise.")
+    container_concurrency: int = Field(0, ge=0, description="Most requests in flight per replica (0: no limit); "
+                                       "`medopt bench plan` suggests one.")
     canary_traffic_percent: int | None = Field(None, ge=0, le=100)
     transformer: bool = Field(False, description="Decode images/DICOM in a separate KServe transformer (its own "
                               "pods, python -m medopt.serve.transformer) instead of inside the predictor.")

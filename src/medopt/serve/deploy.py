@@ -137,6 +137,8 @@ def render_serving_runtime(deploy: DeployConfig, serve: ServeConfig) -> dict[str
 def _autoscaling(s: DeployConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"minReplicas": s.min_replicas, "maxReplicas": s.max_replicas,
                            "scaleMetric": s.scale_metric, "scaleTarget": s.scale_target}
+    if s.container_concurrency:
+        out["containerConcurrency"] = s.container_concurrency
     if s.canary_traffic_percent is not None:
         out["canaryTrafficPercent"] = s.canary_traffic_percent
     return out

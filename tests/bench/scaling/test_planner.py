@@ -15,6 +15,7 @@ from medopt.bench.scaling.planner import (
     PlanError,
     default_choices,
     plan,
+    to_deploy_overrides,
     to_inference_service_fields,
 )
 from medopt.bench.scaling.prices import Prices
@@ -75,6 +76,11 @@ def test_kserve_fields_come_from_the_chosen_settings() -> None:
     assert to_inference_service_fields(result) == {"minReplicas": 1, "maxReplicas": 3, "scaleTarget": 2,
                                                    "scaleMetric": "concurrency", "containerConcurrency": 2}
     assert any("KPA target 2 with containerConcurrency 2, 1-3 replicas" in line for line in result.why)
+    from medopt.config import load_config
+
+    deploy = load_config(None, to_deploy_overrides(result)).deploy  # the deploy step accepts the plan as it is
+    assert (deploy.min_replicas, deploy.max_replicas, deploy.scale_target, deploy.container_concurrency,
+            deploy.scale_metric, deploy.deployment_mode) == (1, 3, 2, 2, "concurrency", "Serverless")
 
 
 def test_default_choices_size_the_replica_range_to_the_load() -> None:

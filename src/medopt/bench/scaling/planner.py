@@ -224,3 +224,13 @@ def to_inference_service_fields(plan: Plan) -> dict[str, Any]:
         return {}
     return {"minReplicas": plan.min_replicas, "maxReplicas": plan.max_replicas, "scaleTarget": plan.scale_target,
             "scaleMetric": plan.scale_metric, "containerConcurrency": plan.container_concurrency}
+
+
+def to_deploy_overrides(plan: Plan) -> list[str]:
+    """``--set`` overrides that give the deploy step this plan (``medopt run CONFIG --set ...``); none for edge-only.
+    A concurrency metric needs Knative's KPA, so the plan deploys Serverless."""
+    if plan.placement == "edge-only" or plan.min_replicas is None:
+        return []
+    return [f"deploy.min_replicas={plan.min_replicas}", f"deploy.max_replicas={plan.max_replicas}",
+            f"deploy.scale_metric={plan.scale_metric}", f"deploy.scale_target={plan.scale_target}",
+            f"deploy.container_concurrency={plan.container_concurrency}", "deploy.deployment_mode=Serverless"]

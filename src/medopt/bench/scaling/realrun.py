@@ -8,11 +8,14 @@ is stopped before this returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from medopt.bench.links.launch import run_proxy
+from medopt.bench.links.profiles import LinkProfile
 from medopt.bench.loadgen import LoadSpec, Target, run_load
 from medopt.bench.processes import Announcing, terminate_on_sigterm
 from medopt.bench.scaling.profile import ServiceProfile
@@ -36,11 +39,12 @@ def _shift(points: list[dict[str, Any]], by: float) -> list[dict[str, Any]]:
 def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path, input_shape: list[int],
              model_name: str = "medopt", profile: ServiceProfile | None = None, time_scale: float = 1.0,
              closed_concurrency: int | None = None, record_backend_times: bool = False,
-             start_timeout_s: float = 240.0) -> dict[str, Any]:
+             link: LinkProfile | None = None, start_timeout_s: float = 240.0) -> dict[str, Any]:
     """Run ``scenario`` for real and return ``summarize``'s figures (source "real") plus the stack's timeline.
 
     Trajectory times are seconds from the load generator's start, like the request samples. ``closed_concurrency``
-    replaces the open-loop arrivals by that many requests kept outstanding (for measuring service times).
+    replaces the open-loop arrivals by that many requests kept outstanding (for measuring service times). ``link``
+    puts part 1's userspace link proxy between the load generator (the edge site) and the router (the cloud).
     """
     with tempfile.TemporaryDirectory(prefix="medopt-scale-") as tmp, terminate_on_sigterm():
         result_file = Path(tmp) / "stack.json"
@@ -51,8 +55,12 @@ def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path
         spec_file.write_text(spec.model_dump_json())
         stack = Announcing(["medopt.bench.scaling.stack", str(spec_file)], "autoscaling stack")
         try:
-            port = stack.wait_port(start_timeout_s)
-            load = run_load(_load_spec(scenario, f"http://127.0.0.1:{port}", model_name, input_shape, closed_concurrency))
+            address = f"127.0.0.1:{stack.wait_port(start_timeout_s)}"
+            with contextlib.ExitStack() as links:
+                if link is not None:
+                    address = links.enter_context(run_proxy(link, address))
+                spec_ = _load_spec(scenario, f"http://{address}", model_name, input_shape, closed_concurrency)
+                load = run_load(spec_)
         finally:
             stack.stop()
         timeline = json.loads(result_file.read_text())
