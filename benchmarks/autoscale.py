@@ -41,6 +41,7 @@ from medopt.bench.arrivals import ArrivalSpec, Segment
 from medopt.bench.scaling.measure import measure_profile
 from medopt.bench.scaling.profile import ServiceProfile
 from medopt.bench.scaling.realrun import run_real
+from medopt.bench.scaling.report import autoscale_html, write_report
 from medopt.bench.scaling.scenario import ControllerSpec, ReplicaSpec, ScalingScenario
 from medopt.bench.scaling.sim import simulate
 
@@ -50,12 +51,14 @@ MODES = {
              "short_s": 45.0},
     "quick": {"model": "resnet18", "size": 64, "cpu": 0.25, "profile_s": 8.0, "repeats": 2, "trace_scale": 0.5,
               "short_s": 25.0},
-    "smoke": {"model": "tiny_cnn", "size": 16, "cpu": 0.25, "profile_s": 3.0, "repeats": 1, "trace_scale": 0.06,
-              "short_s": 6.0},
+    # smoke: the script's every path, not its numbers: a low two-step trace (2 replicas at the peak), no HPA, no
+    # short validation runs
+    "smoke": {"model": "tiny_cnn", "size": 16, "cpu": 0.25, "profile_s": 3.0, "repeats": 1, "trace_scale": 0.05,
+              "short_s": 4.0, "short_only": (), "main_only": ("fixed-peak", "kpa", "slo"),
+              "trace": [(60, 0.5), (60, 1.4), (60, 0.5)]},
 }
 # (seconds, rate as a multiple of one replica's capacity): quiet, a ramp to the peak, back, one burst, quiet
 TRACE = [(60, 0.5), (20, 1.2), (20, 2.0), (40, 3.0), (20, 1.5), (50, 0.5), (15, 1.8), (55, 0.5)]
-PEAK = max(m for _, m in TRACE)
 
 
 def _capacity(profile: ServiceProfile, cpu_limit: float) -> float:
@@ -64,9 +67,13 @@ def _capacity(profile: ServiceProfile, cpu_limit: float) -> float:
     return 1000.0 / (profile.mean_ms() * ((1 - share) + share / min(1.0, cpu_limit)))
 
 
-def _trace(cap: float, scale: float, seed: int) -> ArrivalSpec:
-    return ArrivalSpec(kind="step", seed=seed,
-                       segments=[Segment(seconds=max(1.0, s * scale), rate=round(m * cap, 3)) for s, m in TRACE])
+def _trace(cap: float, m: dict[str, Any], seed: int) -> ArrivalSpec:
+    return ArrivalSpec(kind="step", seed=seed, segments=[Segment(seconds=max(1.0, s * m["trace_scale"]),
+                                                                 rate=round(k * cap, 3)) for s, k in _steps(m)])
+
+
+def _steps(m: dict[str, Any]) -> list[tuple[float, float]]:
+    return m.get("trace", TRACE)
 
 
 def _scenario(name: str, arrival: ArrivalSpec, controller: ControllerSpec, m: dict[str, Any], slo_ms: float, *,
@@ -77,11 +84,11 @@ def _scenario(name: str, arrival: ArrivalSpec, controller: ControllerSpec, m: di
 
 
 def _main_runs(m: dict[str, Any], cap: float, slo_ms: float, time_scale: float) -> list[ScalingScenario]:
-    fixed_n = math.ceil(PEAK / 0.7)
-    trace = _trace(cap, m["trace_scale"], seed=7)
+    fixed_n = math.ceil(max(k for _, k in _steps(m)) / 0.7)
+    trace = _trace(cap, m, seed=7)
     hi = fixed_n + 1
     sample = 1.0 * time_scale
-    return [
+    runs = [
         _scenario("fixed-peak", trace, ControllerSpec(kind="fixed", settings={"replicas": fixed_n}), m, slo_ms,
                   lo=fixed_n, hi=fixed_n, initial=fixed_n, sample_s=sample),
         _scenario("kpa", trace, ControllerSpec(kind="kpa"), m, slo_ms, lo=1, hi=hi, initial=1, sample_s=sample),
@@ -89,6 +96,8 @@ def _main_runs(m: dict[str, Any], cap: float, slo_ms: float, time_scale: float) 
                   m, slo_ms, lo=1, hi=hi, initial=1, sample_s=sample),
         _scenario("slo", trace, ControllerSpec(kind="slo"), m, slo_ms, lo=1, hi=hi, initial=1, sample_s=sample),
     ]
+    only = m.get("main_only")
+    return [r for r in runs if only is None or r.name in only]
 
 
 def _short_runs(m: dict[str, Any], cap: float, slo_ms: float) -> list[ScalingScenario]:
@@ -106,7 +115,8 @@ def _short_runs(m: dict[str, Any], cap: float, slo_ms: float) -> list[ScalingSce
                                                        Segment(seconds=d / 3, rate=round(0.5 * cap, 3))])
     runs.append(_scenario("kpa-step-clock0.1", step, ControllerSpec(kind="kpa"), m, slo_ms, lo=1, hi=4, initial=1,
                           sample_s=0.1))
-    return runs
+    only = m.get("short_only")
+    return [r for r in runs if only is None or r.name in only]
 
 
 def _rel(sim: float, real: float) -> float:
@@ -222,15 +232,16 @@ def main() -> int:
         zero = _from_zero(m, slo_ms, store)
     goals = _goals(runs, table, zero)
     print_table(goals, ["name", "value", "target", "met"])
-    main_names = ("fixed-peak", "kpa", "hpa", "slo")
+    main_names = [n for n in ("fixed-peak", "kpa", "hpa", "slo") if n in runs]
     payload = {"model": m["model"], "input_px": m["size"], "cpu_limit": m["cpu"], "slo_ms": slo_ms,
                "replica_capacity_rps": cap, "trace": [{"seconds": s * m["trace_scale"], "capacity_multiple": k}
-                                                      for s, k in TRACE],
+                                                      for s, k in _steps(m)],
                "profile": profile.model_dump(), "controllers": {n: _compact(runs[n]) for n in main_names},
                "short_runs": {n: _compact(r) for n, r in runs.items() if n not in main_names},
                "validation": table, "scale_from_zero": zero, "goals": goals}
     path = write_results("autoscale", payload, mode=mode, load=monitor)
     print(path)
+    print(write_report(autoscale_html(json.loads(path.read_text())), path.with_suffix(".html")))
     return 0
 
 

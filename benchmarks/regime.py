@@ -10,7 +10,9 @@ the split (every cut point's two halves timed by ONNX Runtime; the cut minimisin
 10 Mbit/s is kept, each half charged the measured server overhead). The grid is then simulated (KPA, warm start,
 Poisson, 60 s per point), and at chosen points (three link profiles x two loads, smaller model) cloud-only,
 cloud-batched and edge-only are run for real — replicas behind part 1's userspace link proxy, the edge node direct —
-and compared with the simulator and with the planner's choice.
+and compared with the simulator and with the planner's choice. Finally the autoscale benchmark's bursty trace is
+simulated at a 10,000 req/s peak over up to 2,000 replicas under each controller (the deep model's replica profile):
+the scale this machine cannot reach.
 
 Goals: >= 100 points simulated in < 10 minutes; at >= 90% of the spot-checked points the planner's choice is within
 5% of the best measured p99. --quick: a smaller grid; --smoke: tiny model, seconds.
@@ -32,6 +34,7 @@ import numpy as np
 from _common import LoadMonitor, add_mode_flags, goal, mode_of, print_table, write_results
 from _models import store_random_model
 
+from medopt.bench.arrivals import ArrivalSpec, Segment
 from medopt.bench.hybrid import Topology, png_bytes, whole_model_ms
 from medopt.bench.links.profiles import default_profiles
 from medopt.bench.loadgen import LoadSpec, Target, run_load
@@ -43,7 +46,9 @@ from medopt.bench.scaling.profile import ServiceProfile
 from medopt.bench.scaling.realrun import run_real
 from medopt.bench.scaling.regime import (PlacementProfile, RegimeGrid, SplitProfile, base_scenario, batched,
                                          regime_map, replicas_needed, run_placement, warm)
-from medopt.bench.scaling.scenario import ReplicaSpec
+from medopt.bench.scaling.report import regime_html, write_report
+from medopt.bench.scaling.scenario import ControllerSpec, ReplicaSpec, ScalingScenario
+from medopt.bench.scaling.sim import simulate
 from medopt.bench.splitplan import time_splits
 
 SLOWDOWN = 4.0
@@ -52,13 +57,15 @@ MODES = {
     "full": {"models": ["mobilenetv2_100", "resnet50"], "size": 64, "profile_s": 10.0, "repeats": 2,
              "grid": {"bandwidth_mbit": [2, 10, 100, 1000], "rtt_ms": [1, 20, 120, 600], "rates": [5, 50, 500]},
              "duration_s": 60.0, "spot_links": ["lan", "4g", "rural-telemed"], "spot_rates": [5, 30],
-             "spot_s": 20.0},
+             "spot_s": 20.0, "at_scale_peak": 10000.0, "at_scale_time": 1.0},
     "quick": {"models": ["mobilenetv2_100", "resnet50"], "size": 64, "profile_s": 5.0, "repeats": 1,
               "grid": {"bandwidth_mbit": [2, 100, 1000], "rtt_ms": [1, 120, 600], "rates": [5, 50, 500]},
-              "duration_s": 30.0, "spot_links": ["lan", "rural-telemed"], "spot_rates": [5, 30], "spot_s": 10.0},
+              "duration_s": 30.0, "spot_links": ["lan", "rural-telemed"], "spot_rates": [5, 30], "spot_s": 10.0,
+              "at_scale_peak": 1000.0, "at_scale_time": 0.5},
     "smoke": {"models": ["tiny_cnn"], "size": 16, "profile_s": 2.0, "repeats": 1,
               "grid": {"bandwidth_mbit": [2, 1000], "rtt_ms": [1, 600], "rates": [5]},
-              "duration_s": 5.0, "spot_links": ["lan"], "spot_rates": [5], "spot_s": 3.0},
+              "duration_s": 5.0, "spot_links": ["lan"], "spot_rates": [5], "spot_s": 3.0,
+              "at_scale_peak": 100.0, "at_scale_time": 0.05},
 }
 SPOT_PLACEMENTS = ("cloud-only", "cloud-batched", "edge-only")
 
@@ -146,6 +153,36 @@ def _spot(m: dict[str, Any], measured: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# the bursty trace of benchmarks/autoscale.py (seconds, multiple of the peak-free base), at hospital-network scale
+AT_SCALE_TRACE = [(60, 0.5), (20, 1.2), (20, 2.0), (40, 3.0), (20, 1.5), (50, 0.5), (15, 1.8), (55, 0.5)]
+
+
+def _at_scale(cloud: ServiceProfile, peak_rps: float, scale: float) -> dict[str, Any]:
+    """Where this machine cannot go: the bursty trace with a peak of ``peak_rps`` over up to 2,000 replicas, under
+    each controller, simulated with the measured replica profile (the simulator validated by autoscale.py)."""
+    base = peak_rps / max(k for _, k in AT_SCALE_TRACE)
+    arrival = ArrivalSpec(kind="step", seed=3, segments=[Segment(seconds=max(1.0, s * scale), rate=round(k * base, 2))
+                                                         for s, k in AT_SCALE_TRACE])
+    fixed_n = replicas_needed(cloud, peak_rps)
+    slo = round(8 * cloud.mean_ms(), 1)
+    out: dict[str, Any] = {"peak_rps": peak_rps, "slo_ms": slo, "fixed_replicas": fixed_n, "controllers": {}}
+    specs = {"fixed-peak": ControllerSpec(kind="fixed", settings={"replicas": fixed_n}), "kpa": ControllerSpec(),
+             "hpa": ControllerSpec(kind="hpa", settings={"metric": "cpu", "target_utilization": 0.8}),
+             "slo": ControllerSpec(kind="slo")}
+    for name, spec in specs.items():
+        lo = fixed_n if name == "fixed-peak" else 1
+        sc = ScalingScenario(name=f"at-scale-{name}", arrival=arrival, controller=spec, min_replicas=lo,
+                             max_replicas=2000, initial_replicas=max(lo, replicas_needed(cloud, base * 0.5)),
+                             container_concurrency=1, queue_limit=100_000, slo_ms=slo, timeout_s=30)
+        started = time.perf_counter()
+        r = simulate(sc, cloud, seed=0)
+        out["controllers"][name] = {"slo_attainment": r["slo_attainment"], "replica_seconds": r["replica_seconds"],
+                                    "max_ready": r["max_ready"], "p99_ms": r["latency"]["p99_ms"],
+                                    "requests": r["requests"], "errors": r["errors"], "cold_starts": r["cold_starts"],
+                                    "sim_wall_s": round(time.perf_counter() - started, 2)}
+    return out
+
+
 def _claims(points: list[dict[str, Any]], table: list[dict[str, Any]]) -> dict[str, Any]:
     """Win counts that test the seed study's two claims."""
     constrained = [w for w in table if w["bandwidth_mbit"] <= 10 and w["rtt_ms"] >= 120]
@@ -183,6 +220,7 @@ def main() -> int:
         grid = RegimeGrid(duration_s=m["duration_s"], **m["grid"])
         regime = regime_map(profiles, grid, seed=0)
         grid_wall = time.perf_counter() - started
+        at_scale = _at_scale(profiles[m["models"][-1]].cloud, m["at_scale_peak"], m["at_scale_time"])
         spots = _spot(m, measured[m["models"][0]])
     n = regime["timing"]["points"]
     share = float(np.mean([r["within_5pct"] for r in spots]))
@@ -197,10 +235,11 @@ def main() -> int:
                "prices": regime["prices"], "points": regime["points"], "winners": regime["winners"],
                "timing": {**regime["timing"], "grid_wall_s": grid_wall}, "claims": _claims(regime["points"],
                                                                                             regime["winners"]),
-               "spot_checks": spots, "goals": goals}
+               "spot_checks": spots, "at_scale": at_scale, "goals": goals}
     path = write_results("regime", payload, mode=mode, load=monitor)
     _write_profiles(path.with_name(path.name.replace(".json", ".profiles.json")), profiles)
     print(path)
+    print(write_report(regime_html(json.loads(path.read_text())), path.with_suffix(".html")))
     return 0
 
 

@@ -21,7 +21,11 @@ from s3_server import S3Server, s3_env, s3_server  # noqa: E402,F401
 # workers one by one. Every other file's tests stay on one worker, so a module-scoped server or Ray session starts
 # once. The longest files go first so that no worker is left with a long file at the end.
 SPREAD_PER_TEST = ("tests/test_benchmarks_smoke.py",)
-LONG_FIRST = ("tests/test_benchmarks_smoke.py", "tests/train/test_ray_trainer.py", "tests/pipeline/",
+# Tests that start several replica processes under CPU quotas and time them: one worker runs them one after another,
+# so that they never starve each other's cold starts (the other worker's load is still there).
+REPLICA_GROUP = ("tests/bench/scaling/test_realrun.py", "tests/test_benchmarks_smoke.py::test_benchmark_smoke_run[autoscale.py]",
+                 "tests/test_benchmarks_smoke.py::test_benchmark_smoke_run[regime.py]")
+LONG_FIRST = ("tests/bench/scaling/test_realrun.py", "tests/test_benchmarks_smoke.py", "tests/train/test_ray_trainer.py", "tests/pipeline/",
               "tests/federate/test_fed_simulation.py", "tests/compress/", "tests/serve/")
 
 
@@ -34,7 +38,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     for item in items:
         path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(item.nodeid if path in SPREAD_PER_TEST else path))
+        if any(item.nodeid.startswith(prefix) for prefix in REPLICA_GROUP):
+            group = "replica-processes"
+        else:
+            group = item.nodeid if path in SPREAD_PER_TEST else path
+        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=rank)  # stable: the order inside each file is kept
 
 

@@ -11,19 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from medopt.bench.scaling.cgroups import cpu_limits_available
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 PNEUMONIA_NPZ = REPO.parent / "shared" / "data" / "pneumoniamnist.npz"
 # script -> (results name, needs the real PneumoniaMNIST file)
 SCRIPTS = {
+    "autoscale.py": ("autoscale", False),
     "compress.py": ("compress", True),
     "federate.py": ("federate", True),
     "hybrid.py": ("hybrid", False),
     "int8_profile.py": ("int8_profile", False),
     "pneumonia_resnet18.py": ("pneumonia_resnet18", True),
     "ray_train.py": ("ray_train", False),
+    "regime.py": ("regime", False),
     "serve.py": ("serve", False),
 }
+NEEDS_CPU_LIMITS = {"autoscale.py"}  # replicas under cgroup CPU quotas
 
 
 def test_every_benchmark_script_is_covered() -> None:
@@ -36,6 +41,8 @@ def test_benchmark_smoke_run(script: str, tmp_path: Path) -> None:
     name, needs_data = SCRIPTS[script]
     if needs_data and not PNEUMONIA_NPZ.is_file():
         pytest.skip(f"real PneumoniaMNIST not found at {PNEUMONIA_NPZ}")
+    if script in NEEDS_CPU_LIMITS and not cpu_limits_available():
+        pytest.skip("no writable cgroup cpu controller for replica CPU limits")
     out = tmp_path / "results"
     env = {**os.environ, "MEDOPT_BENCH_RESULTS": str(out)}
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke"], cwd=tmp_path, env=env,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -17,8 +18,16 @@ ONNX_KEY = "tiny/compress/fp32/model.onnx"
 INPUT_SHAPE = [1, 1, 16, 16]
 
 
+class TinyModel(NamedTuple):
+    """Where the stored model is: the store root, its ONNX key, the request tensor's shape."""
+
+    store: Path
+    key: str
+    input_shape: list[int]
+
+
 @pytest.fixture(scope="session")
-def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     from medopt.compress.export import export_onnx
 
     torch.manual_seed(0)
@@ -32,4 +41,4 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = LocalStore(root / "store")
     store.put_file("tiny/train/model.pt", root / "model.pt", kind="model/pytorch", config=cfg)
     store.put_file(ONNX_KEY, onnx, kind="model/onnx", config=cfg, parents=["tiny/train/model.pt"])
-    return root / "store"
+    return TinyModel(root / "store", ONNX_KEY, list(INPUT_SHAPE))

@@ -59,8 +59,8 @@ def run_real(scenario: ScalingScenario, *, artifact: str, store_root: str | Path
             with contextlib.ExitStack() as links:
                 if link is not None:
                     address = links.enter_context(run_proxy(link, address))
-                spec_ = _load_spec(scenario, f"http://{address}", model_name, input_shape, closed_concurrency)
-                load = run_load(spec_)
+                load_spec = _load_spec(scenario, f"http://{address}", model_name, input_shape, closed_concurrency)
+                load = run_load(load_spec)
         finally:
             stack.stop()
         timeline = json.loads(result_file.read_text())
