@@ -143,7 +143,7 @@ def test_initial_before_samples_and_scaled() -> None:
     assert (c.decide(0, 0).desired, c.decide(0, 0).mode) == (3, "initial")
     cfg = SloConfig().scaled(0.1)
     assert (cfg.tick_s, cfg.scale_down_after_s, cfg.idle_s, cfg.error_window_s) == pytest.approx(
-        (0.2, 3.0, 6.0, 3.0))
+        (0.2, 1.5, 6.0, 3.0))
     # horizon = cold start 1 s * 0.1 + tick 0.2
     assert SloController(cfg, PROFILE).horizon_s == pytest.approx(0.3)
 
