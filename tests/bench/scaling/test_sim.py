@@ -240,3 +240,23 @@ def test_thousands_per_second_simulate_fast() -> None:
     elapsed = time.perf_counter() - started
     assert result["requests"] == 120_000
     assert elapsed < 6.0, elapsed  # about 1 s here: 100 such points stay well under 10 minutes
+
+
+@pytest.mark.parametrize("cores, wanted_at, cold_ms", [(None, 5, 1000.0), (2.0, 5, 2000.0), (4.0, 5, 1000.0),
+                                                       (2.0, 3, 1000.0)])
+def test_concurrent_cold_starts_share_the_startup_cores(cores: float | None, wanted_at: int, cold_ms: float) -> None:
+    # one ready replica; at t=2 the controller asks for `wanted_at` in all; each cold start is 1 s on its own core
+    sc = _scenario(1.0, 10.0, replicas=1, max_replicas=5)
+    result = simulate(sc, _profile([1.0], cold=[1.0]), seed=0, controller=Scripted({0.0: 1, 2.0: wanted_at}),
+                      startup_cores=cores)
+    assert result["cold_starts"] == wanted_at - 1
+    assert result["cold_start_s"]["p50_ms"] == pytest.approx(cold_ms, abs=1.0)
+    ready_at = 2.0 + cold_ms / 1000
+    traj = result["trajectory"]
+    assert max(p["ready"] for p in traj if p["t"] < ready_at - 0.01) == 1
+    assert min(p["ready"] for p in traj if p["t"] >= ready_at + 0.01) == wanted_at
+
+
+def test_startup_cores_must_be_positive() -> None:
+    with pytest.raises(SimulationError, match="startup_cores"):
+        simulate(_scenario(1.0, 1.0), _profile([1.0]), startup_cores=0)

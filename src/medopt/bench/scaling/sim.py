@@ -10,7 +10,10 @@ measured service times (``ServiceProfile``), so one scenario gives comparable ``
   one at a replica frees its slot and the replica still works it off, as a real server does for a dropped
   connection); the load generator itself gives up ``CLIENT_GRACE_S`` later ("timeout", only over a slow link);
 * replica: one worker takes what is queued, up to ``max_batch_size``, as one batch; the batch's time is a resample of
-  ``profile.samples_ms(batch)``; a new replica is ready after a resampled ``cold_start_s``;
+  ``profile.samples_ms(batch)``; a new replica is ready after a resampled ``cold_start_s`` (with ``startup_cores``,
+  replicas starting at the same time share that many cores, as on one machine: each progresses at
+  min(1, startup_cores / starting), so five starts on two cores take 2.5x as long; None, as on a cluster where each
+  pod starts on its own node's cores: every start takes its own sample);
 * control: every ``sample_s`` a ``Sample`` (time-averaged requests in the revision, arrivals/s, ready, cpu), every
   ``tick_s`` a decision clamped to [min, max]; a request buffered while nothing is ready or starting triggers a
   sample and a decision at once (the activator's poke); scale-down removes starting replicas first, then drains the
@@ -77,7 +80,7 @@ class _Draws:
 
 class _Replica:
     __slots__ = ("idx", "state", "started", "stopped", "cold_s", "outstanding", "queue", "busy", "busy_since",
-                 "busy_acc", "served", "cfs_period", "cfs_used")
+                 "busy_acc", "served", "cfs_period", "cfs_used", "left", "since", "rate", "token")
 
     def __init__(self, idx: int, state: str, started: float, cold_s: float) -> None:
         self.idx, self.state, self.started, self.cold_s = idx, state, started, cold_s
@@ -90,6 +93,7 @@ class _Replica:
         self.served = 0  # requests answered in time
         self.cfs_period = -1  # index of the CFS period the quota use below belongs to
         self.cfs_used = 0.0
+        self.left, self.since, self.rate, self.token = cold_s, started, 1.0, 0  # a shared-core cold start's progress
 
 
 def _throttled(r: _Replica, now: float, demand: float, quota: float, period: float) -> float:
@@ -115,8 +119,10 @@ class _Cluster:
     """Router + replicas + control loop over one sorted array of router arrival times."""
 
     def __init__(self, scenario: ScalingScenario, profile: ServiceProfile, controller: Controller,
-                 arrive: np.ndarray, duration: float, rng: np.random.Generator) -> None:
+                 arrive: np.ndarray, duration: float, rng: np.random.Generator,
+                 startup_cores: float | None = None) -> None:
         self.env = simpy.Environment()
+        self.startup_cores = startup_cores
         self.sc, self.profile, self.ctl = scenario, profile, controller
         self.arrive = arrive.tolist()
         self.n = len(self.arrive)
@@ -271,7 +277,8 @@ class _Cluster:
             return
         self.n_starting -= 1
         r.state = "ready"
-        self.cold_starts.append(r.cold_s)
+        self.cold_starts.append(self.env.now - r.started)
+        self._share_startup_cores()
         self.serving.append(r)
         self.serving.sort(key=lambda x: x.idx)
         self._dispatch()
@@ -282,7 +289,8 @@ class _Cluster:
             r = _Replica(len(self.replicas), "starting", self.env.now, self.cold.next())
             self.replicas.append(r)
             self.n_starting += 1
-            self.env.timeout(r.cold_s).callbacks.append(partial(self._ready, r))
+            if self.startup_cores is None:
+                self.env.timeout(r.cold_s).callbacks.append(partial(self._ready, r))
         surplus = len(live) - desired
         if surplus > 0:  # starting ones first (they serve nobody), then the newest ready ones
             for r in sorted(live, key=lambda x: (x.state != "starting", -x.idx))[:surplus]:
@@ -296,6 +304,25 @@ class _Cluster:
                 r.state = "draining"
                 if r.outstanding == 0:
                     self._stop(r)
+        if desired != len(live):
+            self._share_startup_cores()
+
+    def _share_startup_cores(self) -> None:
+        """With ``startup_cores``: re-plan every starting replica's ready time at the new sharing rate (a stale plan is
+        ignored by its token)."""
+        if self.startup_cores is None:
+            return
+        now = self.env.now
+        starting = [r for r in self.replicas if r.state == "starting"]
+        rate = min(1.0, self.startup_cores / len(starting)) if starting else 1.0
+        for r in starting:
+            r.left = max(0.0, r.left - (now - r.since) * r.rate)
+            r.since, r.rate, r.token = now, rate, r.token + 1
+            self.env.timeout(r.left / rate).callbacks.append(partial(self._ready_if_current, r, r.token))
+
+    def _ready_if_current(self, r: _Replica, token: int, ev: Any) -> None:
+        if token == r.token:
+            self._ready(r, ev)
 
     # -- timeouts ---------------------------------------------------------------------------------------------
     def _watchdog(self) -> Any:
@@ -428,7 +455,7 @@ def _edge_stage(scheduled: np.ndarray, edge_ms: Sequence[float] | np.ndarray, rn
 def simulate(scenario: ScalingScenario, profile: ServiceProfile, *, seed: int = 0,
              controller: Controller | None = None, time_scale: float = 1.0, link: LinkProfile | None = None,
              link_bytes: tuple[int, int] | None = None, edge_ms: Sequence[float] | np.ndarray | None = None,
-             shared_link: bool = True, handshake: bool = False) -> dict[str, Any]:
+             shared_link: bool = True, handshake: bool = False, startup_cores: float | None = None) -> dict[str, Any]:
     """``summarize`` figures (``source="sim"``) of ``scenario`` served by replicas that behave like ``profile``.
 
     ``seed`` drives service, cold-start, edge and link draws; the arrivals come from ``scenario.arrival`` (its own
@@ -437,8 +464,11 @@ def simulate(scenario: ScalingScenario, profile: ServiceProfile, *, seed: int = 
     link; ``edge_ms`` as well: split placement (edge FIFO stage first). Added to the summary:
     ``replica_seconds_held`` (exact integral over [0, duration] of starting + ready + draining replicas),
     ``duration_s``, ``egress_bytes`` (response bytes sent over the link) and ``replica_served`` (requests each
-    replica answered, by start order).
+    replica answered, by start order). ``startup_cores``: the cores concurrent cold starts share (one machine's,
+    when replaying runs on it); None: each start independent, as pods on a cluster's nodes.
     """
+    if startup_cores is not None and not startup_cores > 0:
+        raise SimulationError(f"startup_cores must be > 0 or None, got {startup_cores}")
     if controller is None:
         controller = make_controller(scenario.controller, scenario=scenario, profile=profile, time_scale=time_scale)
     if link is not None and (link_bytes is None or len(link_bytes) != 2 or min(link_bytes) < 0):
@@ -456,7 +486,7 @@ def simulate(scenario: ScalingScenario, profile: ServiceProfile, *, seed: int = 
         at_router = sent
     order = np.argsort(at_router, kind="stable")
     cluster = _Cluster(scenario, profile, controller, at_router[order], duration,
-                       np.random.default_rng(cluster_seq))
+                       np.random.default_rng(cluster_seq), startup_cores)
     cluster.run()
     answered = np.empty(scheduled.size)
     answered[order] = cluster.done
