@@ -14,8 +14,9 @@ and compared with the simulator and with the planner's choice. Finally the autos
 simulated at a 10,000 req/s peak over up to 2,000 replicas under each controller (the deep model's replica profile):
 the scale this machine cannot reach.
 
-Goals: >= 100 points simulated in < 10 minutes; at >= 90% of the spot-checked points the planner's choice is within
-5% of the best measured p99. --quick: a smaller grid; --smoke: tiny model, seconds.
+Goals: >= 100 points simulated in < 10 minutes; at >= 90% of the spot-checked points the planner's choice (asked
+for the lowest p99) is within 5% of the best measured p99, and its default answer (the cheapest option meeting the
+200 ms SLO) does meet it for real. --quick: a smaller grid; --smoke: tiny model, seconds.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ MODES = {
               "at_scale_peak": 100.0, "at_scale_time": 0.05},
 }
 SPOT_PLACEMENTS = ("cloud-only", "cloud-batched", "edge-only")
+SPOT_SLO_MS = 200.0
 
 
 def _edge_node(topo: Topology, onnx: Path, store: Path, described_by: str) -> str:
@@ -117,7 +119,7 @@ def _profile(name: str, m: dict[str, Any], tmp: Path, stack: contextlib.ExitStac
 
 
 def _spot_scenario(placement: str, cloud: ServiceProfile, rate: float, seconds: float, seed: int) -> Any:
-    sc = base_scenario(rate, duration_s=seconds, seed=seed, slo_ms=200.0)
+    sc = base_scenario(rate, duration_s=seconds, seed=seed, slo_ms=SPOT_SLO_MS)
     batch = 1
     if placement == "cloud-batched":
         batch = 8
@@ -143,13 +145,17 @@ def _spot(m: dict[str, Any], measured: dict[str, Any]) -> list[dict[str, Any]]:
                                input_shape=measured["shape"], link=link)
             real[placement] = float("inf") if run["errors"] else run["latency"]["p99_ms"]  # failures: infinitely slow
             sim[placement] = run_placement(placement, prof, link, sc, seed=seed, warm_start=False)["p99_ms"]
-        chosen = plan(link, 200.0, rate, only, duration_s=max(30.0, m["spot_s"]), seed=seed).placement
+        asked = {"duration_s": max(30.0, m["spot_s"]), "seed": seed}
+        chosen = plan(link, SPOT_SLO_MS, rate, only, objective="p99", **asked).placement
+        cheapest = plan(link, SPOT_SLO_MS, rate, only, **asked).placement
         best = min(real.values())
         rows.append({"link": link_name, "rate": rate, "real_p99_ms": real, "sim_p99_ms": sim, "planner": chosen,
                      "planner_real_p99_ms": real[chosen], "best_real_p99_ms": best,
-                     "within_5pct": real[chosen] <= 1.05 * best,
+                     "within_5pct": real[chosen] <= 1.05 * best, "planner_cost_first": cheapest,
+                     "cost_first_meets_slo": real[cheapest] <= SPOT_SLO_MS,
                      "sim_best": min(sim, key=sim.get), "real_best": min(real, key=real.get)})
-        print(f"spot {link_name} @ {rate}/s: real {real}, sim {sim}, planner {chosen}", file=sys.stderr)
+        print(f"spot {link_name} @ {rate}/s: real {real}, sim {sim}, planner (p99) {chosen}, planner (cost) "
+              f"{cheapest}", file=sys.stderr)
     return rows
 
 
@@ -225,11 +231,14 @@ def main() -> int:
     n = regime["timing"]["points"]
     share = float(np.mean([r["within_5pct"] for r in spots]))
     sim_right = float(np.mean([r["sim_best"] == r["real_best"] for r in spots]))
+    cost_ok = float(np.mean([r["cost_first_meets_slo"] for r in spots]))
     goals = [goal("grid points simulated", n, ">= 100", n >= 100),
              goal("grid wall time (s)", round(grid_wall, 1), "< 600", grid_wall < 600),
              goal("spot checks: planner's choice within 5% of the best measured p99", round(share, 4), ">= 0.90",
                   share >= 0.90),
-             goal("spot checks: simulator names the measured p99 winner", round(sim_right, 4), "reported", True)]
+             goal("spot checks: simulator names the measured p99 winner", round(sim_right, 4), "reported", True),
+             goal(f"spot checks: the cheapest plan (default objective) meets the {SPOT_SLO_MS:g} ms p99 SLO for real",
+                  round(cost_ok, 4), ">= 0.90", cost_ok >= 0.90)]
     print_table(goals, ["name", "value", "target", "met"])
     payload = {"profiles": {k: v.model_dump() for k, v in profiles.items()}, "grid": regime["grid"],
                "prices": regime["prices"], "points": regime["points"], "winners": regime["winners"],

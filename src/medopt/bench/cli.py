@@ -89,6 +89,8 @@ def bench_plan(
     prices: Annotated[Path | None, typer.Option(help="Price table YAML (default: the shipped prices.yaml).")] = None,
     model: Annotated[str | None, typer.Option(help="Plan for this model only (default: every profiled model).")] = None,
     links_file: Annotated[Path | None, typer.Option(help="Extra link profiles YAML.")] = None,
+    objective: Annotated[str, typer.Option(help="cost: the cheapest option meeting the SLO; p99: the lowest p99.")
+                         ] = "cost",
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Pick the cheapest placement and autoscaling settings that meet a p99 SLO over a link (simulated)."""
@@ -106,7 +108,8 @@ def bench_plan(
         raise PlanError(f"--rate must be > 0 req/s, got {rate:g}")
     profile = get_profile(link, links_file)
     table = load_prices(prices)
-    result = plan(profile, slo_p99_ms, rate, load_placement_profiles(profiles), table, model=model)
+    result = plan(profile, slo_p99_ms, rate, load_placement_profiles(profiles), table, model=model,
+                  objective=objective)
     fields = to_inference_service_fields(result)
     if as_json:
         out = {**result.model_dump(mode="json"), "inference_service": fields,

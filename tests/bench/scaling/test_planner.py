@@ -61,6 +61,17 @@ def test_a_tight_slo_excludes_the_cheap_but_slow_option() -> None:
     assert any(line.startswith("edge-only: p99") and "misses 30 ms" in line for line in tight.why)
 
 
+def test_objective_p99_picks_the_fastest_option_even_when_a_cheaper_one_meets_the_slo() -> None:
+    profiles = {"syn": _profile(edge_ms=40.0)}
+    cheap = plan(LAN, 500.0, 10.0, profiles, _prices(100.0, 100.0), duration_s=20.0)
+    fast = plan(LAN, 500.0, 10.0, profiles, _prices(100.0, 100.0), duration_s=20.0, objective="p99")
+    assert cheap.placement == "edge-only" and fast.placement != "edge-only" and fast.meets_slo
+    assert fast.p99_ms == min(c["p99_ms"] for c in fast.candidates) < cheap.p99_ms
+    assert fast.cost_per_1000 > cheap.cost_per_1000
+    with pytest.raises(PlanError, match="objective must be one of cost, p99"):
+        plan(LAN, 500.0, 10.0, profiles, objective="fastest")
+
+
 def test_when_nothing_meets_the_slo_the_lowest_p99_is_returned_and_flagged() -> None:
     result = plan(get_profile("satellite"), 5.0, 5.0, {"syn": _profile()}, _prices(0.1, 100.0), duration_s=20.0)
     assert not result.meets_slo

@@ -53,6 +53,9 @@ class ControllerChoice(BaseModel):
         return ControllerSpec(kind="kpa", settings={"target": float(self.scale_target)})
 
 
+OBJECTIVES = ("cost", "p99")  # cheapest meeting the SLO; lowest p99
+
+
 class Plan(BaseModel):
     """The recommendation and its reasons; ``candidates`` holds every simulated option's figures."""
 
@@ -126,9 +129,12 @@ def _evaluate(placement: Placement, prof: PlacementProfile, link: LinkProfile, s
 def plan(link: LinkProfile, slo_p99_ms: float, rate: float | None, profiles: dict[str, PlacementProfile],
          prices: Prices | None = None, *, model: str | None = None, duration_s: float = 60.0, seed: int = 0,
          batch_size: int | None = None,
-         choices: dict[Placement, list[ControllerChoice]] | None = None) -> Plan:
+         choices: dict[Placement, list[ControllerChoice]] | None = None, objective: str = "cost") -> Plan:
     """The cheapest placement + KPA settings meeting ``slo_p99_ms`` over ``link`` at ``rate`` req/s (or at every
-    one of ``DEFAULT_RATES``), among the models in ``profiles`` (or just ``model``)."""
+    one of ``DEFAULT_RATES``), among the models in ``profiles`` (or just ``model``); ``objective="p99"``: the
+    lowest p99 instead, whatever it costs (the lowest p99 is also the answer when nothing meets the SLO)."""
+    if objective not in OBJECTIVES:
+        raise PlanError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if not slo_p99_ms > 0:
         raise PlanError(f"the p99 SLO must be > 0 ms, got {slo_p99_ms:g}")
     if rate is not None and not rate > 0:
@@ -155,11 +161,11 @@ def plan(link: LinkProfile, slo_p99_ms: float, rate: float | None, profiles: dic
                 candidates.append(_evaluate(placement, prof, link, slo_p99_ms, rates, choice, prices, duration_s,
                                             seed, batch_size))
     meeting = [c for c in candidates if c["meets_slo"]]
-    if meeting:
+    if meeting and objective == "cost":
         best = min(meeting, key=lambda c: (c["cost_per_1000"], c["p99_ms"]))
     else:
         best = min(candidates, key=lambda c: (c["p99_ms"], c["cost_per_1000"]))
-    return _plan(best, candidates, link, slo_p99_ms, rates, bool(meeting))
+    return _plan(best, candidates, link, slo_p99_ms, rates, bool(best["meets_slo"]), objective)
 
 
 def _best_per_placement(candidates: Sequence[dict[str, Any]], slo: float) -> dict[tuple[str, str], dict[str, Any]]:
@@ -176,7 +182,7 @@ def _best_per_placement(candidates: Sequence[dict[str, Any]], slo: float) -> dic
 
 
 def _plan(best: dict[str, Any], candidates: list[dict[str, Any]], link: LinkProfile, slo: float,
-          rates: list[float], met: bool) -> Plan:
+          rates: list[float], met: bool, objective: str = "cost") -> Plan:
     at = f"{rates[0]:g} req/s" if len(rates) == 1 else f"each of {', '.join(f'{r:g}' for r in rates)} req/s"
     several = len({c["model"] for c in candidates}) > 1
 
@@ -207,7 +213,8 @@ def _plan(best: dict[str, Any], candidates: list[dict[str, Any]], link: LinkProf
         why.append(f"KPA target {choice['scale_target']:g} with containerConcurrency "
                    f"{choice['container_concurrency']}, "
                    f"{choice['min_replicas']}-{choice['max_replicas']} replicas (peak {best['max_ready']} ready): "
-                   f"{'cheapest' if met else 'lowest p99'} of {len(same)} settings tried ({good} met the SLO)")
+                   f"{'cheapest' if met and objective == 'cost' else 'lowest p99'} of {len(same)} settings tried "
+                   f"({good} met the SLO)")
         fields = {"min_replicas": choice["min_replicas"], "max_replicas": choice["max_replicas"],
                   "scale_target": choice["scale_target"], "scale_metric": choice["scale_metric"],
                   "container_concurrency": choice["container_concurrency"]}
