@@ -12,13 +12,14 @@ import numpy as np
 
 from medopt.evaluate.plots import png_data_uri, to_png
 
-_CSS = ("body{font:14px/1.5 -apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:24px;color:#111827}"
+CSS = ("body{font:14px/1.5 -apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:24px;color:#111827}"
         "table{border-collapse:collapse;margin:8px 0 16px}th,td{padding:4px 10px;border-bottom:1px solid #e5e7eb;"
         "text-align:right}th:first-child,td:first-child{text-align:left}h2{color:#0b3d74}"
         "img{max-width:100%}.note{color:#6b7280;font-size:12px}")
 
 
-def _fig(width: float, height: float) -> Any:
+def figure(width: float, height: float) -> Any:
+    """A pyplot-free figure on the Agg canvas (matplotlib imported only when a figure is drawn)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -27,13 +28,14 @@ def _fig(width: float, height: float) -> Any:
     return fig
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
+    """An inline <img> of ``png`` (a data URI: the report stays one self-contained file)."""
     return f'<img src="{png_data_uri(png)}" alt="{html.escape(alt)}">'
 
 
 def cdf_png(samples: dict[str, list[list[float]]], title: str) -> bytes:
     """Empirical CDF of every request's response time, one line per placement (all windows pooled)."""
-    fig = _fig(6.4, 3.6)
+    fig = figure(6.4, 3.6)
     ax = fig.add_subplot()
     for placement, windows in samples.items():
         values = np.sort(np.concatenate([np.asarray(w, dtype=float) for w in windows if w] or [np.zeros(0)]))
@@ -52,7 +54,7 @@ def split_chart_png(plan: dict[str, Any], title: str) -> bytes:
     """Per split point: edge and cloud compute (bars) and the int8 intermediate's bytes (line)."""
     splits = plan["splits"]
     names = [s["at"] for s in splits]
-    fig = _fig(7.0, 3.4)
+    fig = figure(7.0, 3.4)
     ax = fig.add_subplot()
     x = np.arange(len(names))
     ax.bar(x - 0.2, [s["edge_ms"] for s in splits], 0.4, label="edge half (ms, 1x)")
@@ -118,7 +120,7 @@ def render_report(result: dict[str, Any], samples: dict[str, dict[str, list[list
         body.append(f"<p>split chosen at <b>{html.escape(str(chosen['at']))}</b> with codec "
                     f"<b>{html.escape(str(chosen['codec']))}</b>: predicted {chosen['predicted_ms']:.1f} ms "
                     f"({html.escape(', '.join(f'{k} {v:.1f}' for k, v in chosen['parts_ms'].items()))}).</p>")
-        body.append(_img(cdf_png(samples.get(link, {}), f"response-time CDF over {link}"), f"CDF {link}"))
-        body.append(_img(split_chart_png(data["split_plan"], f"split points over {link}"), f"splits {link}"))
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{_CSS}</style></head><body>" \
+        body.append(img_tag(cdf_png(samples.get(link, {}), f"response-time CDF over {link}"), f"CDF {link}"))
+        body.append(img_tag(split_chart_png(data["split_plan"], f"split points over {link}"), f"splits {link}"))
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head><body>" \
            f"{''.join(body)}</body></html>"

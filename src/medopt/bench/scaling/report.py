@@ -17,33 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from medopt.bench.report import CSS, figure, img_tag
 from medopt.bench.scaling.regime import PLACEMENTS
-from medopt.evaluate.plots import PALETTE, png_data_uri, to_png
+from medopt.evaluate.plots import PALETTE, to_png
 
-_CSS = ("body{font:14px/1.5 -apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:24px;color:#111827}"
-        "table{border-collapse:collapse;margin:8px 0 16px}th,td{padding:4px 10px;border-bottom:1px solid #e5e7eb;"
-        "text-align:right}th:first-child,td:first-child{text-align:left}h2{color:#0b3d74}"
-        "img{max-width:100%}.note{color:#6b7280;font-size:12px}"
-        "tr.met td{background:#ecfdf5}tr.missed td{background:#fef2f2;color:#991b1b;font-weight:600}")
+_CSS = CSS + "tr.met td{background:#ecfdf5}tr.missed td{background:#fef2f2;color:#991b1b;font-weight:600}"
 _NO_WINNER = "#d1d5db"  # a grid cell where no placement meets the SLO
 _ROLLING_S = 10.0  # width of the rolling p99 window
 
 
 # --- small helpers -----------------------------------------------------------------------------------------------
-
-
-def _fig(width: float, height: float) -> Any:
-    """A pyplot-free figure on the Agg canvas (matplotlib imported only when a figure is drawn)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img src="{png_data_uri(png)}" alt="{html.escape(alt)}">'
 
 
 def _e(value: Any) -> str:
@@ -166,7 +149,7 @@ def controller_png(run: Mapping[str, Any], title: str, slo_ms: float | None = No
     traj = run.get("trajectory") or []
     samples = run.get("samples")
     has_p99 = bool(samples) and len(samples.get("scheduled_s", [])) > 0
-    fig = _fig(7.2, 5.0 if has_p99 else 3.4)
+    fig = figure(7.2, 5.0 if has_p99 else 3.4)
     ax = fig.add_subplot(2, 1, 1) if has_p99 else fig.add_subplot()
     t = _series(traj, "t")
     for key, style, colour in (("ready", "-", PALETTE[0]), ("desired", "--", PALETTE[1]),
@@ -205,7 +188,7 @@ def validation_png(rows: Sequence[Mapping[str, Any]], real: Mapping[str, Mapping
     n = max(1, len(rows))
     cols = min(3, n)
     nrows = math.ceil(n / cols)
-    fig = _fig(3.2 * cols, 2.3 * nrows)
+    fig = figure(3.2 * cols, 2.3 * nrows)
     for i, row in enumerate(rows):
         ax = fig.add_subplot(nrows, cols, i + 1)
         name = str(row.get("scenario"))
@@ -282,7 +265,7 @@ def autoscale_html(result: dict[str, Any]) -> str:
             "shaded. A rolling p99 is drawn only where the run kept per-request samples.</p>"]
     for name, run in controllers.items():
         body.append(f"<h3>{_e(name)}</h3>")
-        body.append(_img(controller_png(run, f"{name}: replicas and load", slo), f"controller {name}"))
+        body.append(img_tag(controller_png(run, f"{name}: replicas and load", slo), f"controller {name}"))
     body.append("<h2>Controller comparison</h2>")
     body.append(_table(_RUN_HEAD, [_run_row(n, r) for n, r in controllers.items()]))
     if short:
@@ -291,7 +274,7 @@ def autoscale_html(result: dict[str, Any]) -> str:
     body.append("<h2>Simulator validation</h2>")
     if rows:
         body.append(_validation_table(rows))
-        body.append(_img(validation_png(rows, {**short, **controllers}), "real vs simulated replicas"))
+        body.append(img_tag(validation_png(rows, {**short, **controllers}), "real vs simulated replicas"))
     else:
         body.append("<p class='note'>no validation rows</p>")
     body.append(_from_zero_section(result.get("scale_from_zero")))
@@ -355,7 +338,7 @@ def regime_png(rows: Sequence[Mapping[str, Any]], title: str, colours: Mapping[s
     cells = {(float(r["bandwidth_mbit"]), float(r["rtt_ms"])): r for r in rows}
     bws = sorted({k[0] for k in cells})
     rtts = sorted({k[1] for k in cells})
-    fig = _fig(8.6, 1.2 + 0.75 * len(bws))
+    fig = figure(8.6, 1.2 + 0.75 * len(bws))
     for k, by in enumerate(("by_p99", "by_cost")):
         _heatmap(fig.add_subplot(1, 2, k + 1), cells, bws, rtts, by, colours)
     used = sorted({str(r[b]) for r in rows for b in ("by_p99", "by_cost") if r.get(b) is not None},
@@ -443,7 +426,7 @@ def regime_html(result: dict[str, Any]) -> str:
     for (model, rate), rows in _groups(winners).items():
         title = f"{model} at {rate:g} req/s"
         body.append(f"<h3>{_e(title)}</h3>")
-        body.append(_img(regime_png(rows, title, colours), f"regime map {title}"))
+        body.append(img_tag(regime_png(rows, title, colours), f"regime map {title}"))
     if not winners:
         body.append("<p class='note'>no grid points</p>")
     body.append("<h2>Claims</h2>" + _claims_table(result.get("claims") or {}))
