@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,18 @@ def _replicas(model_name: str) -> list[psutil.Process]:
         cmd = proc.info["cmdline"] or []
         if "medopt.serve" in cmd and model_name in cmd:
             found.append(proc)
+    return found
+
+
+def _stacks(model_name: str) -> list[psutil.Process]:
+    """The stack processes of runs whose replicas serve ``model_name`` (their spec file names it)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "medopt.bench.scaling.stack" in cmd:
+            with contextlib.suppress(OSError, IndexError):
+                if f'"model_name":"{model_name}"' in Path(cmd[-1]).read_text():
+                    found.append(proc)
     return found
 
 
@@ -111,7 +124,8 @@ def test_first_request_after_scale_from_zero_succeeds_and_waits_for_the_cold_sta
 
 def test_ctrl_c_ends_every_replica_process(tiny_model: Any) -> None:
     name = "ctrlc"
-    code = (
+    code = (  # Ctrl+C as at a terminal: a shell's background job (CI, nohup) inherits SIGINT ignored
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from medopt.bench.arrivals import ArrivalSpec\n"
         "from medopt.bench.scaling.realrun import run_real\n"
         "from medopt.bench.scaling.scenario import ControllerSpec, ScalingScenario\n"
@@ -136,3 +150,6 @@ def test_ctrl_c_ends_every_replica_process(tiny_model: Any) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        for leftover in _stacks(name) + _replicas(name):  # never leave a failed run's processes to the next test
+            with contextlib.suppress(psutil.Error):
+                leftover.kill()
