@@ -49,6 +49,7 @@ def test_default_values_match_schema() -> None:
 @pytest.mark.parametrize("section, key, value", [
     ("deploy", "scaleMetric", "gpu"), ("deploy", "replicas", 2), ("serve", "httpPort", 80),
     ("store", "accessKey", "AKIA"), ("serve", "artifactKey", "x"), ("serve", "runtime", "tf"), ("deploy", "canaryTrafficPercent", 150), ("store", "kind", "local"),
+    ("deploy", "containerConcurrency", -1), ("deploy", "containerConcurrency", "1"),
 ])
 def test_bad_values_fail_the_schema(section: str, key: str, value: Any) -> None:
     values = _values()

@@ -139,3 +139,11 @@ def test_cli_plan_prints_the_answer_and_why(tmp_path: Path, capsys: pytest.Captu
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("plan: ") and "over 4g" in lines[0]
     assert any(line.startswith("  - ") for line in lines)
+
+
+def test_cli_plan_refuses_an_unknown_objective_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "profiles.json"
+    f.write_text(json.dumps({"profiles": [_profile().model_dump(mode="json")]}))
+    code = main(["bench", "plan", "--link", "lan", "--slo-p99-ms", "200", "--profiles", str(f), "--objective", "fastest"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "objective must be one of cost, p99" in err[0] and "Traceback" not in err[0]
