@@ -42,7 +42,7 @@ from medopt.bench.scaling.measure import measure_profile
 from medopt.bench.scaling.profile import ServiceProfile
 from medopt.bench.scaling.realrun import run_real
 from medopt.bench.scaling.report import autoscale_html, write_report
-from medopt.bench.scaling.scenario import ControllerSpec, ReplicaSpec, ScalingScenario
+from medopt.bench.scaling.scenario import BURSTY_TRACE, ControllerSpec, ReplicaSpec, ScalingScenario
 from medopt.bench.scaling.sim import simulate
 
 KEY = "bench/autoscale/model.onnx"
@@ -57,8 +57,6 @@ MODES = {
               "short_s": 4.0, "short_only": (), "main_only": ("fixed-peak", "kpa", "slo"),
               "trace": [(60, 0.5), (60, 1.4), (60, 0.5)]},
 }
-# (seconds, rate as a multiple of one replica's capacity): quiet, a ramp to the peak, back, one burst, quiet
-TRACE = [(60, 0.5), (20, 1.2), (20, 2.0), (40, 3.0), (20, 1.5), (50, 0.5), (15, 1.8), (55, 0.5)]
 
 
 def _capacity(profile: ServiceProfile, cpu_limit: float) -> float:
@@ -73,7 +71,7 @@ def _trace(cap: float, m: dict[str, Any], seed: int) -> ArrivalSpec:
 
 
 def _steps(m: dict[str, Any]) -> list[tuple[float, float]]:
-    return m.get("trace", TRACE)
+    return list(m.get("trace", BURSTY_TRACE))
 
 
 def _scenario(name: str, arrival: ArrivalSpec, controller: ControllerSpec, m: dict[str, Any], slo_ms: float, *,

@@ -48,7 +48,7 @@ from medopt.bench.scaling.realrun import run_real
 from medopt.bench.scaling.regime import (PlacementProfile, RegimeGrid, SplitProfile, base_scenario, batched,
                                          regime_map, replicas_needed, run_placement, warm)
 from medopt.bench.scaling.report import regime_html, write_report
-from medopt.bench.scaling.scenario import ControllerSpec, ReplicaSpec, ScalingScenario
+from medopt.bench.scaling.scenario import BURSTY_TRACE, ControllerSpec, ReplicaSpec, ScalingScenario
 from medopt.bench.scaling.sim import simulate
 from medopt.bench.splitplan import time_splits
 
@@ -159,16 +159,12 @@ def _spot(m: dict[str, Any], measured: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-# the bursty trace of benchmarks/autoscale.py (seconds, multiple of the peak-free base), at hospital-network scale
-AT_SCALE_TRACE = [(60, 0.5), (20, 1.2), (20, 2.0), (40, 3.0), (20, 1.5), (50, 0.5), (15, 1.8), (55, 0.5)]
-
-
 def _at_scale(cloud: ServiceProfile, peak_rps: float, scale: float) -> dict[str, Any]:
     """Where this machine cannot go: the bursty trace with a peak of ``peak_rps`` over up to 2,000 replicas, under
     each controller, simulated with the measured replica profile (the simulator validated by autoscale.py)."""
-    base = peak_rps / max(k for _, k in AT_SCALE_TRACE)
+    base = peak_rps / max(k for _, k in BURSTY_TRACE)
     arrival = ArrivalSpec(kind="step", seed=3, segments=[Segment(seconds=max(1.0, s * scale), rate=round(k * base, 2))
-                                                         for s, k in AT_SCALE_TRACE])
+                                                         for s, k in BURSTY_TRACE])
     fixed_n = replicas_needed(cloud, peak_rps)
     slo = round(8 * cloud.mean_ms(), 1)
     out: dict[str, Any] = {"peak_rps": peak_rps, "slo_ms": slo, "fixed_replicas": fixed_n, "controllers": {}}

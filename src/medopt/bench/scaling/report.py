@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medopt.atomic import atomic_write_text
 from medopt.bench.report import CSS, figure, img_tag
 from medopt.bench.scaling.regime import PLACEMENTS
 from medopt.evaluate.plots import PALETTE, to_png
@@ -440,15 +439,6 @@ def regime_html(result: dict[str, Any]) -> str:
 
 
 def write_report(html: str, path: Path) -> Path:  # noqa: A002 - the name the callers use; no escaping here
-    """Write atomically (temp file in the same folder, then ``os.replace``), so a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically (``medopt.atomic``), so a reader never sees half a report."""
+    atomic_write_text(path, html)
+    return Path(path)

@@ -27,6 +27,12 @@ class ControllerSpec(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+# The benchmarks' bursty trace, (seconds, rate as a multiple of a base): quiet, a ramp to the peak, back, one burst,
+# quiet. autoscale.py scales it to one replica's capacity on this machine, regime.py to a hospital network's peak.
+BURSTY_TRACE: tuple[tuple[float, float], ...] = ((60, 0.5), (20, 1.2), (20, 2.0), (40, 3.0), (20, 1.5), (50, 0.5),
+                                                 (15, 1.8), (55, 0.5))
+
+
 class ReplicaSpec(BaseModel):
     """How each replica serves: requests run ``max_batch_size`` at a time on one worker thread, under ``cpu_limit``
     cores (a pod's ``resources.limits.cpu``; None: no limit)."""
