@@ -36,3 +36,4 @@ sys.exit(main())
 PY
   chmod +x "$venv/bin/medopt"
 fi
+bash "$repo/scripts/setup-k8s-tools.sh"
