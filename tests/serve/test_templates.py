@@ -27,13 +27,16 @@ from kubeschema import ManifestInvalid, load_docs, validate_manifest  # noqa: E4
 SERVING = REPO / "serving"
 URI = "s3://medopt/runs/example/compress/int8-static/"  # the artifact's folder: model.onnx + its manifest
 GPU = DeployConfig(gpus=1, cpu_request="4", cpu_limit="8", memory_request="8Gi", memory_limit="16Gi")
-CANARY = DeployConfig(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8,
-                      canary_traffic_percent=10, min_replicas=0, max_replicas=5)
+# Knative allows one container port: Serverless InferenceServices use a runtime rendered for that mode.
+SERVERLESS_RUNTIME = DeployConfig(deployment_mode="Serverless", scale_metric="concurrency", runtime="medopt-runtime-serverless")
+CANARY = DeployConfig(deployment_mode="Serverless", scale_metric="concurrency", scale_target=8, container_concurrency=12,
+                      canary_traffic_percent=10, min_replicas=0, max_replicas=5, runtime="medopt-runtime-serverless")
 KEY = "runs/example/compress/int8-static/model.onnx"
 ARGS = tuple(server_args(KEY))
 # Regenerate with MEDOPT_UPDATE_GOLDEN=1 after an intended change of the renderer.
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "servingruntime.yaml": lambda: render_serving_runtime(DeployConfig(), ServeConfig()),
+    "servingruntime-serverless.yaml": lambda: render_serving_runtime(SERVERLESS_RUNTIME, ServeConfig()),
     "inferenceservice.yaml": lambda: render_inference_service(DeployConfig(), name="medopt-resnet18", uri=URI,
                                                               args=ARGS),
     "inferenceservice-gpu.yaml": lambda: render_inference_service(GPU, name="medopt-resnet18-gpu", uri=URI,

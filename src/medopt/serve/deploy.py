@@ -11,8 +11,10 @@ rooted there (``--set store.root=/mnt/models --artifact <name>``), which checks 
 read. The predictor container therefore holds no store credentials; the storage initializer gets them from the
 serving ServiceAccount's Secret (see k8s/README.md).
 
-Deployment modes: ``RawDeployment`` (default) exposes HTTP and gRPC and scales with an HPA on cpu/memory;
-``Serverless`` (Knative) allows one port per container, scales on concurrency/rps and is needed for canary rollouts.
+Deployment modes: ``RawDeployment`` (default; KServe >= 0.17 calls it ``Standard``) exposes HTTP and gRPC and scales
+with an HPA on cpu/memory; ``Serverless`` (``Knative``) allows one port per container, so its ServingRuntime has HTTP
+only, scales on concurrency/rps with the KPA and is needed for canary rollouts. GPU replicas (``deploy.gpus``) get the
+``nvidia.com/gpu`` toleration and the server runs with ``serve.device=cuda`` (its image must carry CUDA).
 ``render_transformer`` adds an optional separate transformer (``python -m medopt.serve.transformer``) in front of the
 predictor; there is no config switch for it yet, so the KFP ``deploy`` step still renders the predictor alone.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import yaml
 
 from medopt.config import DeployConfig, ServeConfig, StoreConfig
+from medopt.config.platform import RAW_MODES
 from medopt.errors import MedoptError
 
 API_ISVC = "serving.kserve.io/v1beta1"
@@ -33,6 +36,7 @@ MODEL_FORMAT = "medopt"
 MODEL_DIR = "/mnt/models"
 RUN_AS_USER = 10001
 S3_ACCESS_LABEL = "medopt.io/s3-access"
+KPA_UTILISATION_PERCENT = 70
 MIN_PORT = 1024  # the container runs as a non-root user, which cannot bind privileged ports
 _DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 
@@ -97,9 +101,22 @@ def _checked_ports(serve: ServeConfig) -> tuple[int, int]:
 def _ports(deploy: DeployConfig, http_port: int, grpc_port: int) -> list[dict[str, Any]]:
     """Knative (Serverless) accepts one container port; raw deployments expose HTTP and gRPC."""
     ports = [{"name": "http1", "containerPort": http_port, "protocol": "TCP"}]
-    if deploy.deployment_mode == "RawDeployment":
+    if deploy.deployment_mode in RAW_MODES:
         ports.append({"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"})
     return ports
+
+
+def probes(http_port: int) -> dict[str, Any]:
+    """Startup (a cold start loads and warms the model: up to 5 min), liveness and readiness on KServe's V2 health.
+
+    Liveness only asks whether the process answers (``/v2/health/live``), so a slow model load never restarts it;
+    readiness gates traffic on the model being loaded.
+    """
+    def get(path: str) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": http_port}}
+    return {"startupProbe": {**get("/v2/health/live"), "periodSeconds": 2, "failureThreshold": 150},
+            "livenessProbe": {**get("/v2/health/live"), "periodSeconds": 10, "failureThreshold": 3},
+            "readinessProbe": {**get("/v2/health/ready"), "periodSeconds": 5}}
 
 
 def _labels(component: str) -> dict[str, str]:
@@ -120,7 +137,7 @@ def render_serving_runtime(deploy: DeployConfig, serve: ServeConfig) -> dict[str
         "name": "kserve-container", "image": s.image, "command": ["python", "-m", "medopt.serve"], "args": args,
         "ports": _ports(s, http_port, grpc_port), "resources": _resources(s), "securityContext": _security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": http_port}, "periodSeconds": 5},
+        **probes(http_port),
     }
     return {
         "apiVersion": API_RUNTIME, "kind": "ServingRuntime",
@@ -142,6 +159,27 @@ def _autoscaling(s: DeployConfig) -> dict[str, Any]:
     if s.canary_traffic_percent is not None:
         out["canaryTrafficPercent"] = s.canary_traffic_percent
     return out
+
+
+def kpa_annotations(s: DeployConfig) -> dict[str, str]:
+    """Knative's autoscaler settings for Serverless/Knative modes (KServe maps scaleMetric/scaleTarget itself).
+
+    The class is named so that a cluster whose default is the HPA class still uses the KPA; the utilisation matches the
+    planner's rule (the KPA aims at 70% of ``containerConcurrency``).
+    """
+    if s.deployment_mode in RAW_MODES:
+        return {}
+    out = {"autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev"}
+    if s.scale_metric in ("concurrency", "rps"):
+        out["autoscaling.knative.dev/target-utilization-percentage"] = str(KPA_UTILISATION_PERCENT)
+    return out
+
+
+def _gpu_scheduling(s: DeployConfig) -> dict[str, Any]:
+    """GPU nodes are usually tainted ``nvidia.com/gpu:NoSchedule``; a GPU replica must tolerate it."""
+    if not s.gpus:
+        return {}
+    return {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
 
 
 def server_args(key: str) -> list[str]:
@@ -179,7 +217,7 @@ def render_transformer(deploy: DeployConfig, serve: ServeConfig, *, key: str, ur
         "ports": [{"name": "http1", "containerPort": http_port, "protocol": "TCP"}],
         "resources": _resources(s.model_copy(update={"gpus": 0})), "securityContext": _security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": http_port}, "periodSeconds": 5},
+        **probes(http_port),
     }
     return {"serviceAccountName": s.service_account, **_autoscaling(s),
             "labels": {S3_ACCESS_LABEL: "true", **_labels("transformer")},
@@ -203,16 +241,19 @@ def render_inference_service(deploy: DeployConfig, *, name: str, uri: str, sha25
         raise DeployError(f"InferenceService name {name!r} is not a DNS-1123 label (use dns_name())")
     if not re.match(r"^(s3|pvc)://[^\s]+$", uri):
         raise DeployError(f"storageUri {uri!r} must be s3://bucket/folder/ or pvc://claim/folder")
-    annotations = {"serving.kserve.io/deploymentMode": s.deployment_mode}
+    annotations = {"serving.kserve.io/deploymentMode": s.deployment_mode, **kpa_annotations(s)}
     if sha256:
         annotations["medopt.io/artifact-sha256"] = sha256
     model = {"modelFormat": {"name": MODEL_FORMAT}, "runtime": s.runtime, "protocolVersion": "v2",
              "storageUri": uri, "resources": _resources(s), "securityContext": _security_context()}
+    if s.gpus:  # the CUDA image (onnxruntime-gpu, torch CUDA) and the CUDA provider; the runtime's image is CPU-only
+        model["image"] = s.gpu_image
+        args = [*args, "--set=serve.device=cuda"]
     if args:
         model["args"] = list(args)
     predictor = {"serviceAccountName": s.service_account, **_autoscaling(s),
                  "labels": {S3_ACCESS_LABEL: "true", **_labels("predictor")},
-                 "securityContext": _pod_security_context(), "model": model}
+                 "securityContext": _pod_security_context(), "model": model, **_gpu_scheduling(s)}
     spec: dict[str, Any] = {"predictor": predictor}
     if transformer is not None:
         spec["transformer"] = transformer
