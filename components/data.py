@@ -5,8 +5,12 @@ from components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def data_component(config_json: str, run_id: str, dataset: Output[Dataset]) -> None:
-    """Load, split and store the configured data source."""
-    from medopt.pipeline.step_list import run_step
+def data_component(
+    config_yaml: str, model_name: str, epochs: int, data_source: str, seed: int, run_id: str,
+    dataset: Output[Dataset],
+) -> None:
+    """Load, split and store the configured data source (cached: no KFP run id among its inputs)."""
+    from medopt.pipeline.kfp_entry import Overrides, run_component
 
-    run_step("data", config_json, run_id, dataset=dataset)
+    run_component("data", config_yaml, run_id, overrides=Overrides(model_name, epochs, data_source, seed),
+                  dataset=dataset)

@@ -1,21 +1,18 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate_component(
-    config_json: str,
-    run_id: str,
-    dataset: Input[Dataset],
-    model: Input[Model],
-    history: Input[Artifact],
-    metrics: Output[Metrics],
-    report: Output[HTML],
+    config_yaml: str, model_name: str, epochs: int, data_source: str, seed: int, run_id: str, job_id: str,
+    dataset: Input[Dataset], model: Input[Model], history: Input[Artifact],
+    metrics: Output[Metrics], classification: Output[ClassificationMetrics], report: Output[HTML],
 ) -> None:
-    """Test-set metrics with CIs, latency and memory, and the HTML report."""
-    from medopt.pipeline.step_list import run_step
+    """Test-set metrics with CIs, latency and memory, the HTML report; Metrics and ClassificationMetrics for the UI."""
+    from medopt.pipeline.kfp_entry import Overrides, run_component
 
-    run_step("evaluate", config_json, run_id, dataset=dataset, model=model, history=history, metrics=metrics,
-             report=report)
+    run_component("evaluate", config_yaml, run_id, job_id, overrides=Overrides(model_name, epochs, data_source, seed),
+                  dataset=dataset, model=model, history=history, metrics=metrics, classification=classification,
+                  report=report)

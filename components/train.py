@@ -6,9 +6,11 @@ from components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_component(
-    config_json: str, run_id: str, dataset: Input[Dataset], model: Output[Model], history: Output[Artifact]
+    config_yaml: str, model_name: str, epochs: int, data_source: str, seed: int, run_id: str,
+    dataset: Input[Dataset], model: Output[Model], history: Output[Artifact],
 ) -> None:
-    """Train the configured model on the stored dataset."""
-    from medopt.pipeline.step_list import run_step
+    """Train the configured model on the stored dataset (cached: no KFP run id among its inputs)."""
+    from medopt.pipeline.kfp_entry import Overrides, run_component
 
-    run_step("train", config_json, run_id, dataset=dataset, model=model, history=history)
+    run_component("train", config_yaml, run_id, overrides=Overrides(model_name, epochs, data_source, seed),
+                  dataset=dataset, model=model, history=history)

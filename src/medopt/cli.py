@@ -12,13 +12,13 @@ import typer
 from rich.table import Table
 
 from medopt.bench.cli import bench_app
-from medopt.cli_common import ConfigArg, SetOpt, console, friendly_errors, load_cli_config
+from medopt.cli_common import ConfigArg, ConfigOpt, SetOpt, console, friendly_errors, load_cli_config
 from medopt.serve.cli import serve_app
 from medopt.store.cli import store_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="medopt: medical-image classifiers, end to end.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect data sources.")
-pipeline_app = typer.Typer(no_args_is_help=True, help="Compile the KFP pipeline.")
+pipeline_app = typer.Typer(no_args_is_help=True, help="Compile the KFP pipeline and submit it to a cluster.")
 config_app = typer.Typer(no_args_is_help=True, help="Config helpers.")
 compress_app = typer.Typer(no_args_is_help=True, help="Compression recipes.")
 app.add_typer(data_app, name="data")
@@ -178,11 +178,52 @@ def data_inspect(
 
 @pipeline_app.command("compile")
 @friendly_errors
-def pipeline_compile(output: Annotated[Path, typer.Option("--output", "-o")] = Path("pipelines/medopt_pipeline.yaml")) -> None:
-    """Write the KFP pipeline YAML (submit it with `kfp run create` on a cluster)."""
+def pipeline_compile(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("pipelines/medopt_pipeline.yaml"),
+) -> None:
+    """Write the KFP pipeline YAML; resources, labels and images come from the config's kfp section at compile time."""
     from medopt.pipeline.runner import compile_pipeline
 
-    console.print(f"wrote {compile_pipeline(output)}")
+    cfg = load_cli_config(config, set_) if config or set_ else None
+    console.print(f"wrote {compile_pipeline(output, cfg)}")
+
+
+@pipeline_app.command("submit")
+@friendly_errors
+def pipeline_submit(
+    host: Annotated[str, typer.Option(help="KFP API URL, e.g. http://localhost:8080 (a port-forward).")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    experiment: Annotated[str | None, typer.Option(help="KFP experiment; default: the config's name.")] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name; default: <name>-<UTC time>.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Profile namespace (multi-user KFP only).")] = None,
+    service_account: Annotated[str | None, typer.Option(help="Default: the config's kfp.service_account.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where the compiled package is written; "
+                                                "default: <output_dir>/kfp/<name>-pipeline.yaml.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compile, print the kfp command, submit nothing.")] = False,
+) -> None:
+    """Compile the pipeline with the config and create a run on a KFP cluster."""
+    from datetime import datetime, timezone
+
+    from medopt.pipeline.cluster import Submission, compile_for_cluster, config_text, kfp_command, submit
+
+    cfg = load_cli_config(config, set_)
+    package = compile_for_cluster(output or Path(cfg.output_dir) / "kfp" / f"{cfg.name}-pipeline.yaml", cfg)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    sub = Submission(host=host, package=package, experiment=experiment or cfg.name,
+                     run_name=run_name or f"{cfg.name}-{stamp}", namespace=namespace,
+                     service_account=service_account or cfg.kfp.service_account,
+                     arguments={"config_yaml": config_text(cfg)})
+    console.print(f"package: {package}")
+    console.print(f"same run with the kfp CLI:\n  {kfp_command(sub, None if set_ else config)}", soft_wrap=True,
+                  markup=False, highlight=False)
+    if dry_run:
+        return
+    run_id = submit(sub)
+    console.print(f"run {run_id} created in experiment {sub.experiment} (service account {sub.service_account})")
+    console.print(f"{host.rstrip('/')}/#/runs/details/{run_id}", soft_wrap=True, markup=False, highlight=False)
 
 
 @config_app.command("schema")

@@ -112,3 +112,18 @@ def test_deferred_scoring_only_when_clients_send_statistics(dataset) -> None:
                                   bn_pairs=stat_pairs(model))
         assert strategy.pooled_statistics is deferred
         assert strategy.evaluate(0, None) is None  # the initial weights are never scored
+
+
+def test_clients_get_only_the_sections_they_train_with(dataset) -> None:
+    """The instruction's config has no store, serving or cluster settings, and still parses as the client's config."""
+    import json
+
+    from medopt.config import config_from_json
+
+    cfg = make_config("store.kind=s3", "store.endpoint=minio.medopt:9000", "store.bucket=medopt")
+    model = build_client_model(cfg, ModelGeometry.from_dataset(cfg.data.preprocess, dataset))
+    strategy = MedoptStrategy(cfg, get_weights(model), lambda w: (0.1, {}), RoundRecorder())
+    sent = json.loads(strategy.config_json)
+    assert not {"store", "serve", "deploy", "bench", "kfp"} & set(sent)
+    parsed = config_from_json(strategy.config_json)
+    assert (parsed.model, parsed.train, parsed.federate, parsed.data) == (cfg.model, cfg.train, cfg.federate, cfg.data)

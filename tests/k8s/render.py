@@ -49,12 +49,13 @@ def load_docs(text: str) -> list[dict[str, Any]]:
 
 @functools.cache
 def _kustomize_text(overlay: str) -> str:
-    return subprocess.run([tool("kubectl"), "kustomize", str(REPO / "k8s" / "overlays" / overlay)],
+    folder = REPO / "k8s" / "kfp" if overlay == "kfp" else REPO / "k8s" / "overlays" / overlay
+    return subprocess.run([tool("kubectl"), "kustomize", str(folder)],
                           capture_output=True, text=True, timeout=60, check=True).stdout
 
 
 def kustomize(overlay: str) -> list[dict[str, Any]]:
-    """The overlay's rendered objects (fresh copies)."""
+    """The overlay's rendered objects (fresh copies); "kfp" is k8s/kfp, the objects in KFP's namespace."""
     return load_docs(_kustomize_text(overlay))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +95,23 @@ def test_wrong_fields_fail(rendered: list[dict[str, Any]]) -> None:
     minio["spec"]["template"]["spec"]["containers"][0]["imagePullpolicy"] = "Always"
     with pytest.raises(ManifestInvalid, match="imagePullpolicy"):
         validate_manifest(minio)
+
+
+def test_an_overlay_can_move_every_project_image_to_another_registry(tmp_path: Path) -> None:
+    """``images:`` reaches the RayJob's head, workers and submitter too (k8s/base/kustomizeconfig.yaml)."""
+    import os
+    import subprocess
+
+    from render import REPO, load_docs, tool
+
+    base = os.path.relpath(REPO / "k8s" / "overlays" / "cloud", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [{base}]\nimages:\n  - name: ghcr.io/medopt/medopt\n"
+        "    newName: registry.example.com/team/medopt\n    newTag: '1.2.3'\n")
+    out = subprocess.run([tool("kubectl"), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    (job,) = [d for d in load_docs(out) if d["kind"] == "RayJob"]
+    spec = job["spec"]
+    pods = [spec["submitterPodTemplate"], spec["rayClusterSpec"]["headGroupSpec"]["template"],
+            *[g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]]]
+    assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {"registry.example.com/team/medopt:1.2.3"}

@@ -13,7 +13,8 @@ import pytest
 from netpol import Address, Pod, allowed
 from render import helm, kustomize
 
-from medopt.config import ExperimentConfig
+from medopt.config import ExperimentConfig, config_from_dict
+from medopt.train.kuberay_job import build_rayjob
 
 NS = "medopt"
 KIND_APISERVER = Address("172.18.0.3")  # a control-plane node of kind's Docker network
@@ -34,6 +35,9 @@ def world() -> dict[str, Any]:
     isvc = _template_labels(docs, "InferenceService", "medopt")["spec"]
     ray_node = {"ray.io/is-ray-node": "yes"}
     kfp_labels = dict(ExperimentConfig().kfp.pod_labels)
+    step_cfg = config_from_dict({"store": {"kind": "s3", "endpoint": "minio.medopt.svc:9000", "bucket": "medopt"},
+                                 "train": {"backend": "kuberay"}})
+    step_job = build_rayjob(step_cfg, dataset_key="runs/r1/data/dataset.npz", prefix="runs/r1")["spec"]
     pods = {
         "minio": Pod(NS, minio, "minio"),
         "head": Pod(NS, {**job["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["labels"], **ray_node,
@@ -52,6 +56,11 @@ def world() -> dict[str, Any]:
         "gateway": Pod("istio-system", {"istio": "ingressgateway"}, "istio-ingressgateway"),
         "operator": Pod("ray-system", {"app.kubernetes.io/name": "kuberay-operator"}, "kuberay-operator"),
         "dns": Pod("kube-system", {"k8s-app": "kube-dns"}, "coredns"),
+        "step-head": Pod(NS, {**step_job["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["labels"],
+                              **ray_node}, "step-rayjob-head"),
+        "step-worker": Pod(NS, {**step_job["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["metadata"]["labels"],
+                                **ray_node}, "step-rayjob-worker"),
+        "step-submitter": Pod(NS, step_job["submitterPodTemplate"]["metadata"]["labels"], "step-rayjob-submitter"),
         "unlabelled": Pod(NS, {}, "unlabelled"),
         "stranger": Pod("default", {}, "stranger"),
     }
@@ -69,6 +78,9 @@ REQUIRED = [
     ("operator", "head", 8265), ("submitter", "head", 8265), ("pipeline", "head", 8265), ("pipeline", "head", 10001),
     ("worker", "head", 6379), ("head", "worker", 6379), ("worker", "head", 23456), ("head", "worker", 23456),
     ("worker", "minio", 9000), ("head", "minio", 9000), ("predictor", "minio", 9000), ("transformer", "minio", 9000),
+    # the RayJob that the train step creates (train.backend: kuberay)
+    ("step-submitter", "step-head", 8265), ("operator", "step-head", 8265), ("step-worker", "step-head", 6379),
+    ("step-head", "step-worker", 40000), ("step-head", "minio", 9000), ("step-worker", "minio", 9000),
 ]
 DENIED = [
     ("unlabelled", "minio", 9000), ("unlabelled", "head", 8265), ("unlabelled", "predictor", 8080),

@@ -14,7 +14,7 @@ import pytest
 from psa import container_templates, container_violations, pod_templates, pod_violations
 from render import HELM_MATRIX, OVERLAYS, helm, kustomize, serving_examples
 
-from medopt.train.kuberay import build_rayjob  # the RayJob the train step creates (train.backend: kuberay)
+from medopt.train.kuberay_job import build_rayjob  # the RayJob the train step creates (train.backend: kuberay)
 
 
 def _storage_container() -> dict[str, Any]:
@@ -93,7 +93,7 @@ def test_kuberay_train_step_job_is_restricted() -> None:
     for gpus in (0, 1):
         cfg = config_from_dict({"store": {"kind": "s3", "endpoint": "minio.medopt.svc:9000", "bucket": "medopt"},
                                 "train": {"backend": "kuberay", "num_gpus": gpus}})
-        job = build_rayjob(cfg, run_id="r1")
+        job = build_rayjob(cfg, dataset_key="runs/r1/data/dataset.npz", prefix="runs/r1")
         pods = pod_templates(job)
         assert len(pods) >= 3
         assert {w: v for w, p in pods if (v := pod_violations(p))} == {}

@@ -64,10 +64,15 @@ def references(doc: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     if doc["kind"] == "ServingRuntime":
         for c in doc["spec"]["containers"]:
             yield "Image", "", c["image"]
+    if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "kfp-launcher":
+        for provider in yaml.safe_load(doc["data"]["providers"]).values():
+            for entry in provider.values():
+                yield "Secret", ns, entry["credentials"]["secretRef"]["secretName"]
 
 
 def _installed(overlay: str, helm_case: str = "default") -> list[dict[str, Any]]:
-    return kustomize(overlay) + helm(helm_case)
+    """What the documented install applies: the overlay, k8s/kfp (KFP's namespace), the chart."""
+    return kustomize(overlay) + kustomize("kfp") + helm(helm_case)
 
 
 def _unresolved(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -93,7 +98,7 @@ def test_every_reference_resolves(overlay: str) -> None:
 
 
 def test_serving_examples_resolve_against_the_install() -> None:
-    docs = kustomize("local-kind") + serving_examples()
+    docs = kustomize("local-kind") + kustomize("kfp") + serving_examples()
     assert _unresolved(docs) == set()
     runtimes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServingRuntime"}
     for isvc in (d for d in docs if d["kind"] == "InferenceService"):
@@ -136,5 +141,39 @@ def test_helm_alone_creates_what_it_needs() -> None:
     assert kinds["ServiceAccount"] == 2 and kinds["Role"] == 1 and kinds["RoleBinding"] == 1
     assert [k for k, n in Counter(key(d) for d in docs).items() if n > 1] == []
     assert _unresolved(docs) == set()
-    # ...and would collide with kustomize's objects, which is why it is off by default.
-    assert {key(d) for d in docs if d["kind"] == "ServiceAccount"} <= {key(d) for d in kustomize("local-kind")}
+    # ...the same objects kustomize owns (so they would collide, which is why the chart's are off by default)...
+    owned = {key(d): d for d in kustomize("local-kind")}
+    for d in docs:
+        if d["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+            assert key(d) in owned, key(d)
+    # ...with the same permissions.
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    assert role["rules"] == owned[key(role)]["rules"]
+
+
+def test_installed_controllers_match_the_sdks_and_images() -> None:
+    """kind-up's KServe is the SDK's version and the storage initializer's tag; KFP's is kfp-server-api's."""
+    import re
+
+    script = (REPO / "scripts" / "kind-up.sh").read_text()
+    lock = dict(line.split("==") for line in (REPO / "requirements.lock").read_text().split() if "==" in line)
+    version = {v: re.search(rf'^{v}="v?([^"]+)"', script, re.M).group(1)  # type: ignore[union-attr]
+               for v in ("KSERVE_VERSION", "KFP_VERSION")}
+    assert version["KSERVE_VERSION"] == lock["kserve"]
+    assert version["KFP_VERSION"] == lock["kfp-server-api"]
+    (csc,) = [d for d in serving_examples() if d["kind"] == "ClusterStorageContainer"]
+    assert csc["spec"]["container"]["image"] == f"kserve/storage-initializer:v{lock['kserve']}"
+    assert csc["spec"]["container"]["image"] in PREREQS["images"]["external"]
+
+
+def test_kfp_launcher_config_matches_the_pipeline() -> None:
+    """The launcher's default root is the compiled pipeline's, and its MinIO is the in-cluster store."""
+    from medopt.config import ExperimentConfig
+
+    (launcher,) = [d for d in kustomize("kfp") if d["kind"] == "ConfigMap"]
+    kfp = ExperimentConfig().kfp
+    assert launcher["data"]["defaultPipelineRoot"] == kfp.pipeline_root
+    scheme = kfp.pipeline_root.split("://")[0]
+    provider = yaml.safe_load(launcher["data"]["providers"])[scheme]["default"]
+    assert provider["endpoint"] == kfp.store.endpoint and provider["disableSSL"] is (not kfp.store.secure)
+    assert ("Secret", "kubeflow", "medopt-s3") in set(references(launcher))

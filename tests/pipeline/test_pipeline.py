@@ -14,10 +14,12 @@ REPO = Path(__file__).resolve().parents[2]
 def test_compiled_pipeline_matches_golden(tmp_path: Path) -> None:
     out = compile_pipeline(tmp_path / "p.yaml")
     golden = REPO / "pipelines" / "medopt_pipeline.yaml"
-    assert yaml.safe_load(out.read_text()) == yaml.safe_load(golden.read_text()), (
+    assert list(yaml.safe_load_all(out.read_text())) == list(yaml.safe_load_all(golden.read_text())), (
         "pipeline changed: run `medopt pipeline compile` and commit pipelines/medopt_pipeline.yaml"
     )
-    spec = yaml.safe_load(out.read_text())
+    spec, platform = yaml.safe_load_all(out.read_text())  # the PipelineSpec, then its Kubernetes platform spec
+    assert set(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) == set(
+        spec["deploymentSpec"]["executors"])
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"].startswith("ghcr.io/medopt/medopt:")
         assert "pip install" not in " ".join(executor["container"]["command"])

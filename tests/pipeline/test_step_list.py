@@ -13,15 +13,20 @@ import yaml
 from medopt.config import load_config
 from medopt.pipeline.inprocess import LocalArtifact
 from medopt.pipeline.runner import compile_pipeline
-from medopt.pipeline.step_list import STEPS, StepListError, run_step, step_named
+from medopt.pipeline.step_list import STEPS, Step, StepListError, run_step, step_named
 
-PARAMETERS = {"config_json", "run_id"}
+PARAMETERS = {"config_yaml", "model_name", "epochs", "data_source", "seed", "run_id"}
+"""Every component's parameters; per-run steps (named after the KFP run, never cached) also take ``job_id``."""
+
+
+def _parameters(step: Step) -> set[str]:
+    return PARAMETERS | ({"job_id"} if step.per_run else set())
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = compile_pipeline(tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
-    return yaml.safe_load(path.read_text())
+    return next(yaml.safe_load_all(path.read_text()))
 
 
 def _task(name: str) -> str:
@@ -50,21 +55,21 @@ def test_kfp_tasks_match_the_step_list(spec: dict[str, Any]) -> None:
     for step in STEPS:
         task = tasks[_task(step.name)]
         assert task["taskInfo"]["name"] == step.name
-        assert set(task["inputs"]["parameters"]) == PARAMETERS
+        assert set(task["inputs"]["parameters"]) == _parameters(step)
         wired = {name: f"{src['taskOutputArtifact']['producerTask'].removesuffix('-component')}."
                        f"{src['taskOutputArtifact']['outputArtifactKey']}"
                  for name, src in task["inputs"].get("artifacts", {}).items()}
         assert wired == {i.name: i.source for i in step.inputs}, step.name
         assert set(task.get("dependentTasks", [])) == {_task(i.step) for i in step.inputs}, step.name
         component = spec["components"][task["componentRef"]["name"]]
-        assert set(component["inputDefinitions"]["parameters"]) == PARAMETERS
+        assert set(component["inputDefinitions"]["parameters"]) == _parameters(step)
         inputs = {n: a["artifactType"]["schemaTitle"]
                   for n, a in component["inputDefinitions"].get("artifacts", {}).items()}
         assert inputs == {i.name: f"system.{types[i.source]}" for i in step.inputs}, step.name
         outputs = {n: a["artifactType"]["schemaTitle"] for n, a in component["outputDefinitions"]["artifacts"].items()}
         assert outputs == {o.name: f"system.{o.type}" for o in step.outputs}, step.name
         source = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]["command"][-1]
-        assert f'run_step("{step.name}", config_json, run_id,' in source, step.name
+        assert f'run_component("{step.name}", config_yaml, run_id,' in source, step.name
 
 
 def test_run_step_refuses_other_artifacts_and_unknown_steps(tmp_path: Path) -> None:

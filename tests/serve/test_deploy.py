@@ -244,5 +244,6 @@ def test_deploy_component_compiles_with_typed_io(tmp_path: Path) -> None:
     spec = yaml.safe_load(path.read_text())
     comp = spec["components"]["comp-deploy-component"]
     assert set(comp["inputDefinitions"]["artifacts"]) == {"model", "compressed"}
-    assert set(comp["inputDefinitions"]["parameters"]) == {"config_json", "run_id"}
+    assert set(comp["inputDefinitions"]["parameters"]) == {"config_yaml", "model_name", "epochs", "data_source", "seed",
+                                                          "run_id", "job_id"}
     assert set(comp["outputDefinitions"]["artifacts"]) == {"inference_service"}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from medopt.config.base import ConfigError, Section  # noqa: F401 - re-exported
 from medopt.config.bench_config import PLACEMENTS, BenchConfig  # noqa: F401 - re-exported
+from medopt.config.cluster import KfpConfig, PipelineResources, StepResources, Toleration  # noqa: F401 - re-exported
 from medopt.config.data_config import (  # noqa: F401 - re-exported
     AugmentConfig,
     DataConfig,
@@ -60,6 +61,7 @@ class ExperimentConfig(Section):
     serve: ServeConfig = ServeConfig()
     deploy: DeployConfig = DeployConfig()
     bench: BenchConfig = BenchConfig()
+    kfp: KfpConfig = KfpConfig()
 
 
 # ------------------------------------------------------------------------------------------------------ loading

@@ -48,6 +48,8 @@ class ServeConfig(Section):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     max_images: int = Field(64, ge=1, description="Most rows (images/tensors) accepted in one request.")
     runtime: Literal["auto", "onnx", "torch"] = Field("auto", description="'auto' follows the artifact's kind.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="'cuda' refuses to start without a usable GPU "
+                                                            "(no silent CPU fallback).")
 
     @model_validator(mode="after")
     def _ports_differ(self) -> "ServeConfig":
@@ -56,6 +58,7 @@ class ServeConfig(Section):
         return self
 
 
+RAW_MODES = ("RawDeployment", "Standard")  # no Knative: HTTP and gRPC ports, HPA scaling
 _DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 
@@ -69,12 +72,16 @@ class DeployConfig(Section):
     image: str = Field("ghcr.io/medopt/medopt-serve:0.1.0", min_length=1)
     runtime: str = Field("medopt-runtime", pattern=_DNS_LABEL)
     service_account: str = Field("medopt-serving", pattern=_DNS_LABEL)
-    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    deployment_mode: Literal["RawDeployment", "Serverless", "Standard", "Knative"] = Field(
+        "RawDeployment", description="KServe >= 0.17 also names them Standard (= RawDeployment) and Knative "
+        "(= Serverless); the manifests carry the name given here.")
     cpu_request: str = Field("1", pattern=_QUANTITY)
     cpu_limit: str = Field("2", pattern=_QUANTITY)
     memory_request: str = Field("1Gi", pattern=_QUANTITY)
     memory_limit: str = Field("2Gi", pattern=_QUANTITY)
     gpus: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per replica (0: CPU only).")
+    gpu_image: str = Field("ghcr.io/medopt/medopt-cuda:0.1.0", min_length=1,
+                           description="Predictor image when gpus > 0 (CUDA runtime, onnxruntime-gpu).")
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(3, ge=1)
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] = "cpu"
@@ -89,12 +96,17 @@ class DeployConfig(Section):
         "medopt-s3", pattern=_DNS_LABEL,
         description="Secret with AWS_* keys that the serving ServiceAccount hands to KServe's storage initializer.",
     )
+    apply: Literal["write", "apply"] = Field(
+        "write", description="'write' stores the YAML only; 'apply' also server-side-applies the ServingRuntime and "
+                             "InferenceService and waits until the InferenceService is Ready.")
+    ready_timeout_s: float = Field(600.0, gt=0, description="'apply': seconds to wait for Ready before failing.")
+    poll_s: float = Field(5.0, gt=0, le=300, description="'apply': seconds between status reads.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "DeployConfig":
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"deploy.min_replicas ({self.min_replicas}) > deploy.max_replicas ({self.max_replicas})")
-        raw = self.deployment_mode == "RawDeployment"
+        raw = self.deployment_mode in RAW_MODES
         if raw and self.scale_metric not in ("cpu", "memory"):
             raise ValueError(f"deploy.scale_metric '{self.scale_metric}' needs deployment_mode Serverless "
                              "(HPA: cpu/memory)")

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from medopt.config.base import Section
 from medopt.config.data_config import SplitConfig
+from medopt.config.platform import _DNS_LABEL, _QUANTITY
 
 
 class ModelConfig(Section):
@@ -35,8 +36,46 @@ class SchedulerConfig(Section):
     eta_min: float = Field(0.0, ge=0)
 
 
+class TolerationConfig(Section):
+    """One pod toleration (core/v1 Toleration) for the Ray worker pods of ``train.backend: kuberay``."""
+
+    key: str | None = Field(None, min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class KubeRayConfig(Section):
+    """The RayJob of ``train.backend: kuberay``: where its Ray cluster runs, what it gets, how long the step waits."""
+
+    namespace: str = Field("medopt", pattern=_DNS_LABEL)
+    image: str = Field("ghcr.io/medopt/medopt:0.1.0", min_length=1, description="Ray pods' image without GPUs.")
+    cuda_image: str = Field("ghcr.io/medopt/medopt-cuda:0.1.0", min_length=1,
+                            description="Ray pods' image when train.num_gpus > 0.")
+    service_account: str = Field("medopt-pipeline", pattern=_DNS_LABEL)
+    s3_secret: str = Field("medopt-s3", pattern=_DNS_LABEL, description="Secret with AWS_* keys, as envFrom.")
+    head_cpu_request: str = Field("1", pattern=_QUANTITY)
+    head_cpu_limit: str = Field("2", pattern=_QUANTITY)
+    head_memory_request: str = Field("2Gi", pattern=_QUANTITY)
+    head_memory_limit: str = Field("4Gi", pattern=_QUANTITY)
+    worker_cpu_request: str = Field("2", pattern=_QUANTITY)
+    worker_cpu_limit: str = Field("2", pattern=_QUANTITY)
+    worker_memory_request: str = Field("4Gi", pattern=_QUANTITY)
+    worker_memory_limit: str = Field("4Gi", pattern=_QUANTITY)
+    workers: int | None = Field(None, ge=1, le=1000, description="Ray worker pods; default train.num_workers.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of the Ray worker pods.")
+    tolerations: tuple[TolerationConfig, ...] = Field((), description="Extra tolerations of the Ray worker pods.")
+    timeout_s: float = Field(6 * 3600, gt=0, description="The step fails (and stops the job) after this long.")
+    poll_s: float = Field(5.0, gt=0, le=300, description="Seconds between status reads of the RayJob.")
+    keep_job_on_failure: bool = Field(
+        False, description="Leave a failed RayJob (status, submitter log) for debugging; KubeRay still removes its "
+                           "Ray cluster a minute after the end.")
+
+
 class TrainConfig(Section):
-    backend: Literal["local", "ray"] = "local"
+    backend: Literal["local", "ray", "kuberay"] = Field(
+        "local", description="'ray' trains in this process's Ray (or ray_address); 'kuberay' submits a RayJob that "
+                             "runs the 'ray' backend on a Ray cluster of its own (needs store.kind 's3').")
     epochs: int = Field(10, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerName = "adam"
@@ -62,6 +101,8 @@ class TrainConfig(Section):
     cpus_per_worker: float | None = Field(None, gt=0, description="Ray Train: CPUs per worker; default: an even share.")
     ray_address: str | None = Field(None, description="Ray cluster to join (e.g. ray://head:10001); default: local.")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray head; default: all cores.")
+    num_gpus: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per Ray worker pod (backend 'kuberay').")
+    kuberay: KubeRayConfig = KubeRayConfig()
 
     @field_validator("betas")
     @classmethod
@@ -69,6 +110,16 @@ class TrainConfig(Section):
         if v is not None and not all(0 <= b < 1 for b in v):
             raise ValueError("betas must each be in [0, 1)")
         return v
+
+    @model_validator(mode="after")
+    def _enough_gpus(self) -> "TrainConfig":
+        pods = self.kuberay.workers or self.num_workers
+        if self.backend == "kuberay" and self.num_gpus and pods * self.num_gpus < self.num_workers:
+            raise ValueError(f"train.num_workers={self.num_workers} needs a GPU each but {pods} worker pod(s) x "
+                             f"train.num_gpus={self.num_gpus} give {pods * self.num_gpus}")
+        if self.backend == "kuberay" and self.num_gpus and self.device == "cpu":
+            raise ValueError("train.num_gpus > 0 asks for GPU pods but train.device is 'cpu'")
+        return self
 
 
 class EvaluateConfig(Section):
@@ -152,6 +203,10 @@ class FederateConfig(Section):
                                       "train at once when there are at most 2 per CPU, else 1 CPU each.")
     client_gpus: float | None = Field(None, ge=0, le=1, description="GPU share per client; default 1/clients on CUDA.")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray head; default: all cores.")
+    ray_address: str | None = Field(
+        None, pattern=r"^(auto|ray://\S+|\S+:\d+)$",
+        description="Ray cluster to simulate on ('auto' on a Ray node, ray://head:10001); default: a local head. "
+                    "Then client_cpus defaults to 1 and client_gpus to 0: set them for the cluster.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "FederateConfig":

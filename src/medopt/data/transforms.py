@@ -1,4 +1,4 @@
-"""Batched tensor preprocessing and augmentation: one implementation for training, evaluation and serving.
+"""Batched tensor preprocessing and augmentation for training and evaluation (preprocessing itself is numpy).
 
 Everything works on whole (N,C,H,W) batches with a handful of tensor ops, because per-sample PIL work dominates
 training time on small CPUs.
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from medopt.config import AugmentConfig, PreprocessConfig
+from medopt.data.preprocess import crop_size_of, preprocess_images
 from medopt.data.types import DataError
 
 
@@ -31,53 +32,13 @@ def _as_nhwc(images: np.ndarray) -> np.ndarray:
                     f"got shape {images.shape}")
 
 
-def crop_size_of(cfg: PreprocessConfig) -> int:
-    """The output side length: crop_size when cropping (default image_size), else image_size."""
-    if cfg.crop == "none":
-        return cfg.image_size
-    size = cfg.crop_size or cfg.image_size
-    if size > cfg.image_size:
-        raise DataError(f"preprocess.crop_size ({size}) must be <= preprocess.image_size ({cfg.image_size})")
-    return size
-
-
-def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    top = (x.shape[-2] - size) // 2
-    left = (x.shape[-1] - size) // 2
-    return x[..., top : top + size, left : left + size]
-
-
-def _normalize(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
-    if cfg.normalize == "unit":
-        return x
-    channels = x.shape[1]
-    stats = []
-    for name, values in (("mean", cfg.mean), ("std", cfg.std)):
-        if len(values) not in (1, channels):
-            raise DataError(f"preprocess.{name} has {len(values)} values but images have {channels} channels")
-        stats.append(torch.tensor(values, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1))
-    return (x - stats[0]) / stats[1]
-
-
 def preprocess_batch(images: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
-    """uint8 images to a float32 (N,C,H,W) model input.
+    """uint8 images to a float32 (N,C,H,W) model input (``medopt.data.preprocess``, the one implementation).
 
     Steps: scale to [0,1]; bilinear antialiased resize to image_size when different; center crop to crop_size when
     crop is "center" or "random" (random crops happen in augment_batch); gray to 3 channels when to_rgb; normalize.
     """
-    x = torch.from_numpy(np.ascontiguousarray(_as_nhwc(images))).permute(0, 3, 1, 2).float().div_(255.0)
-    size = cfg.image_size
-    if x.shape[-2:] != (size, size) and x.shape[0] > 0:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        x = x.clamp_(0.0, 1.0)
-    elif x.shape[0] == 0:
-        x = x.new_zeros((0, x.shape[1], size, size))
-    out_size = crop_size_of(cfg)
-    if out_size != size:
-        x = _center_crop(x, out_size)
-    if cfg.to_rgb and x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return _normalize(x, cfg).contiguous()
+    return torch.from_numpy(preprocess_images(_as_nhwc(images), cfg, crop_size_of(cfg)))
 
 
 def _affine_params(n: int, cfg: AugmentConfig, gen: torch.Generator, shift: float) -> torch.Tensor:

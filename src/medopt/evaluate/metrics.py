@@ -270,7 +270,7 @@ def roc_points(
     Classes whose curve is undefined (no positives or no negatives) are left out with a logged warning.
 
     Returns:
-        ``{name: {"fpr": [...], "tpr": [...], "auc": float}}``.
+        ``{name: {"fpr": [...], "tpr": [...], "thresholds": [...], "auc": float}}`` (thresholds decreasing).
     """
     from sklearn.metrics import roc_curve
 
@@ -283,8 +283,10 @@ def roc_points(
         if positive.all() or not positive.any():
             log.warning("ROC curve undefined for class %r (only one class present); skipped", names[k])
             continue
-        fpr, tpr, _ = roc_curve(positive, yp[:, k])
+        fpr, tpr, thresholds = roc_curve(positive, yp[:, k])
         auc = weighted_auc(np.ones((1, len(positive))), yp[:, k], positive)[0]
-        curves[names[k]] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(auc)}
+        # sklearn's first threshold (nothing predicted positive) is inf: 1.0 keeps metrics.json valid JSON
+        curves[names[k]] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+                            "thresholds": np.minimum(thresholds, 1.0).tolist(), "auc": float(auc)}
     return curves
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,6 +31,8 @@ def client_cpus(cfg: ExperimentConfig, num_clients: int) -> float:
     """
     if cfg.federate.client_cpus is not None:
         return float(cfg.federate.client_cpus)
+    if cfg.federate.ray_address:  # the cluster's size is not known here; one CPU each
+        return 1.0
     cpus = ray_cpus(cfg)
     if num_clients <= cpus or num_clients > 2 * cpus:
         return 1.0
@@ -41,8 +45,31 @@ def client_threads(share: float) -> int:
 
 
 def client_resources(cfg: ExperimentConfig, num_clients: int) -> dict[str, float]:
-    """Ray resources per client actor; on CUDA each client gets a GPU share (default 1 / clients)."""
+    """Ray resources per client actor; on local CUDA each client gets a GPU share (default 1 / clients).
+
+    On a joined cluster (``federate.ray_address``) this process's GPUs say nothing about the cluster's, so the
+    default there is no GPU: ``federate.client_gpus`` asks for a share.
+    """
     gpus = cfg.federate.client_gpus
     if gpus is None:
-        gpus = 1.0 / num_clients if torch.cuda.is_available() and cfg.train.device != "cpu" else 0.0
+        local_cuda = not cfg.federate.ray_address and torch.cuda.is_available() and cfg.train.device != "cpu"
+        gpus = 1.0 / num_clients if local_cuda else 0.0
     return {"num_cpus": client_cpus(cfg, num_clients), "num_gpus": float(gpus)}
+
+
+@dataclass(frozen=True)
+class SimulationBackend:
+    """Where the simulation's Ray runs and what Flower's Ray backend is given."""
+
+    address: str | None
+    """Ray cluster to join (``auto``, ``ray://head:10001``); None starts a local head."""
+    num_cpus: int
+    """CPUs of that local head (unused when joining)."""
+    config: dict[str, Any]
+    """Flower's ``backend_config``: the per-client Ray resources."""
+
+
+def simulation_backend(cfg: ExperimentConfig, num_clients: int) -> SimulationBackend:
+    """The Ray session and Flower backend config of a federation of ``num_clients``."""
+    return SimulationBackend(address=cfg.federate.ray_address, num_cpus=ray_cpus(cfg),
+                             config={"client_resources": client_resources(cfg, num_clients)})

@@ -1,7 +1,8 @@
 """Run a federation on Flower's simulation engine over Ray, quietly, and always shut down what it started.
 
 Flower's per-round log and client tracebacks go to the run log (the current ``sys.stderr``, which the pipeline
-runner redirects into the run folder); the caller gets one record per round through ``on_round``.
+runner redirects into the run folder); the caller gets one record per round through ``on_round``. With
+``federate.ray_address`` the clients run on that Ray cluster instead of a local head (``resources.simulation_backend``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from medopt.config import ExperimentConfig
 from medopt.federate.errors import FederateError
-from medopt.federate.resources import client_resources, ray_cpus
+from medopt.federate.resources import simulation_backend
 from medopt.federate.rounds import RoundFn, RoundRecorder
 from medopt.federate.task import ClientBundle
 from medopt.federate.arrays import NDArrays
@@ -96,10 +97,11 @@ def simulate(
         server_app, holder = build_server_app(cfg.model_dump_json(), initial, evaluate_fn, recorder, num_clients=n,
                                               observer=observer, secagg_max_weight=max_weight,
                                               nonnegative=nonnegative, bn_pairs=bn_pairs)
-        with ray_session(run_dir, num_cpus=ray_cpus(cfg)):
+        backend = simulation_backend(cfg, n)
+        with ray_session(run_dir, address=backend.address, num_cpus=backend.num_cpus):
             client_app = build_client_app(ray.put(bundle), secagg=cfg.federate.secagg, fault=fault)
             run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n,
-                           backend_config={"client_resources": client_resources(cfg, n)})
+                           backend_config=backend.config)
     if not holder:
         raise FederateError("the Flower ServerApp never started; see the run log for Flower's error")
     return SimulationOutcome(holder[0].current, recorder.rounds, time.perf_counter() - start)

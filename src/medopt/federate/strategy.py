@@ -29,6 +29,8 @@ from medopt.federate.rounds import RoundRecorder
 from medopt.federate.arrays import NDArrays
 
 logger = logging.getLogger(__name__)
+CLIENT_SECTIONS = {"name", "seed", "data", "model", "train", "evaluate", "federate"}
+"""The config sections a client reads (``local_training``); the rest stays on the server."""
 GlobalEvalFn = Callable[[NDArrays], tuple[float, dict[str, float]]]
 MIN_VARIANCE = 1e-5
 
@@ -50,7 +52,9 @@ class MedoptStrategy(Strategy):
         self.cfg = cfg
         self.nonnegative = nonnegative or [False] * len(initial)
         self.fed = cfg.federate
-        self.config_json = cfg.model_dump_json()
+        # Clients get only the sections they train with: not the store, serving or cluster settings (smaller
+        # instructions every round, and nothing about the platform leaves the server).
+        self.config_json = cfg.model_dump_json(include=CLIENT_SECTIONS)
         self.current = [np.asarray(a, np.float32) for a in initial]
         self.evaluate_fn = evaluate_fn
         self.recorder = recorder

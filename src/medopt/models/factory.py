@@ -8,6 +8,7 @@ import timm
 from torch import nn
 
 from medopt.config import ModelConfig
+from medopt.models import zoo  # noqa: F401 - registers the models create_model looks up
 from medopt.models.model_spec import MODELS, ModelError, ModelSpec
 from medopt.models.transfer import set_transfer_mode, trainable_parameter_count
 from medopt.models.pretrained import SmallStemConv, load_pretrained_weights

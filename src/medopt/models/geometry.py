@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, cast
 
 from medopt.config import ModelConfig, PreprocessConfig
-from medopt.data.transforms import crop_size_of
 from medopt.data.types import TASKS, ImageDataset, Task
-from medopt.models.factory import create_model
 from medopt.models.model_spec import ModelError
+
+if TYPE_CHECKING:  # torch, timm: imported only where a network is built (the slim predictor has neither)
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class ModelGeometry:
     def for_preprocess(cls, preprocess: PreprocessConfig, *, in_chans: int, class_names: tuple[str, ...],
                        task: Task) -> ModelGeometry:
         """The geometry of a model taking ``in_chans`` channels after ``preprocess``: size and normalisation from it."""
+        from medopt.data.transforms import crop_size_of  # imports torch; serving reads a saved geometry instead
+
         mean, std = normalisation(preprocess)
         return cls(in_chans=int(in_chans), input_size=crop_size_of(preprocess), num_classes=len(class_names),
                    class_names=tuple(str(c) for c in class_names), task=task, mean=mean, std=std)
@@ -93,5 +94,7 @@ def normalisation(preprocess: PreprocessConfig) -> tuple[tuple[float, ...] | Non
 
 def build_model(model_config: ModelConfig, geometry: ModelGeometry) -> nn.Module:
     """The configured architecture, shaped for ``geometry`` (input channels and size, output classes)."""
+    from medopt.models.factory import create_model
+
     return create_model(model_config, in_chans=geometry.in_chans, num_classes=geometry.num_classes,
                         input_size=geometry.input_size)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # torch-free at run time: the slim predictor image imports ModelError without torch
+    from torch import nn
 
 from medopt.errors import MedoptError
 from medopt.registry import Registry

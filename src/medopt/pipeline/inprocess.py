@@ -16,13 +16,20 @@ from medopt.pipeline.step_list import STEPS, run_step
 
 @dataclass
 class LocalArtifact:
-    """What a KFP component receives for an artifact: a file path and a metadata dict (``log_metric`` for Metrics)."""
+    """What a KFP component receives for an artifact: a file path and a metadata dict, plus the logging methods of
+    KFP's Metrics and ClassificationMetrics (kept plainly in ``metadata``, not in KFP's UI format)."""
 
     path: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def log_metric(self, name: str, value: float) -> None:
         self.metadata[name] = value
+
+    def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None:
+        self.metadata["confusion_matrix"] = {"categories": list(categories), "matrix": [list(r) for r in matrix]}
+
+    def log_roc_curve(self, fpr: list[float], tpr: list[float], threshold: list[float]) -> None:
+        self.metadata["roc"] = {"fpr": list(fpr), "tpr": list(tpr), "threshold": list(threshold)}
 
 
 def run_inprocess(cfg: ExperimentConfig, run_id: str, artifact_dir: Path) -> dict[str, LocalArtifact]:

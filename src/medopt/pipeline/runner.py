@@ -8,7 +8,6 @@ work exactly as they will in a cluster.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -17,7 +16,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from medopt.config import ExperimentConfig, dump_yaml
 from medopt.errors import MedoptError
 from medopt.pipeline import progress
 from medopt.pipeline.inprocess import run_inprocess
+from medopt.pipeline.run_ids import new_run_id  # noqa: F401 - re-exported (medopt train)
 from medopt.pipeline.steps import run_prefix
 from medopt.store import ArtifactStore, atomic_write_bytes, open_store
 
@@ -57,13 +56,6 @@ def resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
     data = cfg.data.model_copy(update={"path": absolute(cfg.data.path), "image_root": absolute(cfg.data.image_root)})
     store = cfg.store.model_copy(update={"root": absolute(cfg.store.root)})
     return cfg.model_copy(update={"data": data, "store": store, "output_dir": absolute(cfg.output_dir)})
-
-
-def new_run_id(cfg: ExperimentConfig) -> str:
-    """``<name>-<UTC time>-<config hash>``: sortable, unique per second and config."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:6]
-    return f"{cfg.name}-{stamp}-{digest}"
 
 
 class _LogTee(io.TextIOBase):
@@ -116,7 +108,7 @@ def captured_output(log_path: Path, on_progress: ProgressFn | None) -> Iterator[
 def _run_kfp_local(cfg: ExperimentConfig, run_id: str, run_dir: Path) -> None:
     from kfp import local
 
-    from pipelines.medopt_pipeline import medopt_pipeline
+    from pipelines.medopt_pipeline import build_pipeline
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -126,7 +118,7 @@ def _run_kfp_local(cfg: ExperimentConfig, run_id: str, run_dir: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-        medopt_pipeline(config_json=cfg.model_dump_json(), run_id=run_id)
+        build_pipeline(cfg, cluster=False)(config_yaml=cfg.model_dump_json(), run_id=run_id)
 
 
 def run_pipeline(
@@ -174,15 +166,8 @@ def _collect(store: ArtifactStore, run_id: str, run_dir: Path, seconds: float) -
     )
 
 
-def compile_pipeline(output: Path) -> Path:
-    """Compile the KFP pipeline to YAML (the file checked in under pipelines/ and golden-tested)."""
-    from kfp import compiler
+def compile_pipeline(output: Path, cfg: ExperimentConfig | None = None) -> Path:
+    """Compile the KFP pipeline for a cluster to YAML (the default config's is checked in and golden-tested)."""
+    from medopt.pipeline.cluster import compile_for_cluster
 
-    from pipelines.medopt_pipeline import medopt_pipeline
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".tmp.yaml")
-    compiler.Compiler().compile(medopt_pipeline, str(tmp))
-    tmp.replace(output)
-    return output
-
+    return compile_for_cluster(output, cfg)

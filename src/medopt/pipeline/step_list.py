@@ -52,13 +52,19 @@ class StepOutput:
 
 @dataclass(frozen=True)
 class Step:
-    """One pipeline step; ``enabled_by`` is the dotted config field that switches it on (None: always on)."""
+    """One pipeline step; ``enabled_by`` is the dotted config field that switches it on (None: always on).
+
+    ``per_run`` steps name what they store after the pipeline run, so on a cluster they get the KFP run's id and are
+    never cached; the others (the expensive ones) get only a run id the user set, and KFP caches them on their
+    config and input artifacts.
+    """
 
     name: str
     body: Callable[..., Any]
     inputs: tuple[StepInput, ...]
     outputs: tuple[StepOutput, ...]
     enabled_by: str | None = None
+    per_run: bool = False
 
     def enabled(self, cfg: ExperimentConfig) -> bool:
         return self.enabled_by is None or bool(operator.attrgetter(self.enabled_by)(cfg))
@@ -85,17 +91,19 @@ STEPS: tuple[Step, ...] = (
     # The InferenceService for the compressed model when compress chose one, else for the trained model.
     Step("deploy", steps.deploy_step,
          inputs=(StepInput("model", "train.model"), StepInput("compressed", "compress.best_model")),
-         outputs=(StepOutput("inference_service", "Artifact"),)),
+         outputs=(StepOutput("inference_service", "Artifact"),), per_run=True),
     Step("evaluate", steps.evaluate_step,
          inputs=(StepInput("dataset", "data.dataset"), StepInput("model", "train.model"),
                  StepInput("history", "train.history")),
-         outputs=(StepOutput("metrics", "Metrics"), StepOutput("report", "HTML"))),
+         outputs=(StepOutput("metrics", "Metrics"), StepOutput("classification", "ClassificationMetrics"),
+                  StepOutput("report", "HTML")),
+         per_run=True),
     # Placements (edge, cloud, split) over emulated links, last: it needs the trained and the compressed model.
     Step("bench", steps.bench_step,
          inputs=(StepInput("dataset", "data.dataset"), StepInput("model", "train.model"),
                  StepInput("compressed", "compress.best_model")),
          outputs=(StepOutput("results", "Artifact"), StepOutput("metrics", "Metrics"), StepOutput("report", "HTML")),
-         enabled_by="bench.enabled"),
+         enabled_by="bench.enabled", per_run=True),
 )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -114,19 +113,22 @@ def _chosen_ref(model_path: str, compressed_path: str) -> StoreRef:
 def deploy_step(cfg: ExperimentConfig, run_id: str, model: Any, compressed: Any, inference_service: Any) -> str:
     """`deploy`: write the InferenceService YAML for the chosen model to the output and the store; return its key.
 
-    Everything cluster-side comes from ``cfg.deploy``, so the config stays the one thing crossing the boundary;
-    applying the YAML is left to the operator.
+    Everything cluster-side comes from ``cfg.deploy``, so the config stays the one thing crossing the boundary.
+    With ``deploy.apply: apply`` the ServingRuntime and the InferenceService are also server-side-applied and the
+    step waits until the InferenceService is Ready, recording its URL in the output's metadata.
     """
     from medopt.serve.deploy import (
-        dns_name, render_inference_service, render_transformer, server_args, storage_uri, to_yaml,
+        dns_name, render_inference_service, render_serving_runtime, render_transformer, server_args, storage_uri,
+        to_yaml,
     )
 
     ref = _chosen_ref(model.path, compressed.path)
     uri = storage_uri(cfg.store, ref.key, cfg.deploy)
     name = cfg.deploy.name or dns_name(cfg.serve.model_name)
     transformer = render_transformer(cfg.deploy, cfg.serve, key=ref.key, uri=uri) if cfg.deploy.transformer else None
-    text = to_yaml(render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256,
-                                            args=server_args(ref.key), transformer=transformer))
+    isvc = render_inference_service(cfg.deploy, name=name, uri=uri, sha256=ref.sha256, args=server_args(ref.key),
+                                    transformer=transformer)
+    text = to_yaml(isvc)
     Path(inference_service.path).parent.mkdir(parents=True, exist_ok=True)
     Path(inference_service.path).write_text(text)
     store = open_store(cfg.store)
@@ -136,13 +138,23 @@ def deploy_step(cfg: ExperimentConfig, run_id: str, model: Any, compressed: Any,
     inference_service.metadata.update({"store_uri": store.uri, "key": manifest.key, "sha256": manifest.sha256,
                                        "storage_uri": uri, "name": name, "model_key": ref.key})
     log.info("InferenceService %s for %s written to %s", name, ref.key, manifest.key)
+    if cfg.deploy.apply == "apply":
+        from medopt.serve.apply import apply_to_cluster
+
+        applied = apply_to_cluster([render_serving_runtime(cfg.deploy, cfg.serve), isvc],
+                                   timeout_s=cfg.deploy.ready_timeout_s, poll_s=cfg.deploy.poll_s)
+        inference_service.metadata.update({"applied": True, "url": applied.url or ""})
+        log.info("InferenceService %s/%s is Ready at %s", applied.namespace, applied.name, applied.url)
     return manifest.key
 
 
 def evaluate_step(
-    cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, history: Any, metrics: Any, report: Any
+    cfg: ExperimentConfig, run_id: str, dataset: Any, model: Any, history: Any, metrics: Any, classification: Any,
+    report: Any,
 ) -> None:
-    """`evaluate`: logs KFP Metrics (finite scalars, for the UI) and copies the HTML report into its output."""
+    """`evaluate`: KFP Metrics (finite scalars) and ClassificationMetrics (confusion matrix, binary ROC) for the UI,
+    and the HTML report copied into its output."""
+    from medopt.evaluate.kfp_metrics import log_classification, log_scalars
     from medopt.evaluate.stage import run_evaluate
 
     store = open_store(cfg.store)
@@ -150,9 +162,8 @@ def evaluate_step(
         cfg, store, dataset_key=StoreRef.read(dataset.path).key, model_key=StoreRef.read(model.path).key,
         history_key=StoreRef.read(history.path).key, prefix=run_prefix(run_id),
     )
-    for name, value in (result.metrics.metrics or {}).items():
-        if math.isfinite(float(value)):  # KFP metrics are JSON numbers: NaN (e.g. undefined AUC) is skipped
-            metrics.log_metric(name, float(value))
+    log_scalars(metrics, result.metrics.metrics or {})
+    log_classification(classification, result.values)
     if result.report is not None:
         Path(report.path).parent.mkdir(parents=True, exist_ok=True)
         Path(report.path).write_bytes(store.get_bytes(result.report.key))

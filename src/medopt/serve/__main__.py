@@ -1,4 +1,5 @@
-"""`python -m medopt.serve --artifact KEY [--config CFG] [--set serve.x=y] [--port N]`: run the model server.
+"""`python -m medopt.serve --artifact KEY [--config CFG] [--set serve.x=y] [--port N] [--device cpu|cuda]`: run the
+model server.
 
 Importing this module does nothing but define: flags are parsed in ``main()``, and kserve (which parses
 ``sys.argv`` when first imported) is imported in ``run()`` through ``launch.import_kserve``.
@@ -24,9 +25,11 @@ def run(config: Path | None, overrides: list[str], **updates: Any) -> int:
     cfg, serve_cfg = load_serve_config(config, overrides, "serve", **updates)
     store = open_store(cfg.store, base_dir=Path.cwd())
     from medopt.serve.artifact import resolve_runtime
+    from medopt.serve.device import require_device
 
-    # a missing artifact, or one that is not a model, fails here in one line, before kserve starts
-    resolve_runtime(store.manifest(serve_cfg.artifact), serve_cfg.runtime)
+    # a missing artifact, one that is not a model, or a device (GPU, torch) this process lacks fails here in one
+    # line, before kserve starts
+    require_device(resolve_runtime(store.manifest(serve_cfg.artifact), serve_cfg.runtime), serve_cfg.device)
     import_kserve()
     from medopt.serve.model import MedoptModel
     from medopt.serve.server import serve_until_stopped
@@ -45,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", dest="http_port", type=int, help="HTTP port.")
     p.add_argument("--grpc-port", dest="grpc_port", type=int, help="gRPC port.")
     p.add_argument("--model-name", dest="model_name", help="Model name in the URLs.")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="Where the model runs (overrides serve.device).")
     return p
 
 
@@ -52,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
     return run_main(lambda: run(args.config, args.overrides, artifact=args.artifact, host=args.host,
-                                http_port=args.http_port, grpc_port=args.grpc_port, model_name=args.model_name))
+                                http_port=args.http_port, grpc_port=args.grpc_port, model_name=args.model_name,
+                                device=args.device))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ manifest ``meta``; for older artifacts without them they come from the parent me
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from pydantic import ValidationError
@@ -19,15 +18,21 @@ from pydantic import ValidationError
 from medopt.config import DicomConfig, PreprocessConfig
 from medopt.errors import MedoptError
 from medopt.models.geometry import ModelGeometry, normalisation
-from medopt.models.model_file import FORMAT as MODEL_FILE_FORMAT
-from medopt.models.model_file import ModelBundle, geometry_of, load_model_file
 from medopt.models.model_spec import ModelError
 from medopt.serve.codec import InputSpec, ModelInfo
+from medopt.serve.device import Device, import_torch
+from medopt.serve.runners import Runner, onnx_runner, torch_runner
 from medopt.store import ArtifactStore, Manifest
+
+if TYPE_CHECKING:  # medopt model files need torch: imported through _model_file() only where one is read
+    from types import ModuleType
+
+    from medopt.models.model_file import ModelBundle
 
 logger = logging.getLogger(__name__)
 
-Runner = Callable[[np.ndarray], np.ndarray]
+__all__ = ["Runner", "ServeError", "ServedModel", "describe_model", "load_served_model", "onnx_runner",
+           "resolve_runtime", "torch_runner"]
 ONNX_KIND = "model/onnx"
 TORCH_KIND = "model/pytorch"
 SERVING_META_KEYS = ("class_names", "task", "in_chans", "input_size", "preprocess")
@@ -107,35 +112,20 @@ def _parent_key(store: ArtifactStore, manifest: Manifest) -> str:
                      "class names and preprocessing come from it")
 
 
+def _model_file() -> ModuleType:
+    """``medopt.models.model_file`` (torch), or one clear line in an image without torch (the slim predictor).
+
+    Raises:
+        DeviceError: torch is not installed.
+    """
+    import_torch()
+    from medopt.models import model_file
+
+    return model_file
+
+
 def _parent_bundle(store: ArtifactStore, manifest: Manifest, workdir: Path) -> ModelBundle:
-    return load_model_file(store.get_file(_parent_key(store, manifest), workdir / "parent.pt"))
-
-
-def onnx_runner(path: Path, threads: int | None) -> Runner:
-    """An ORT CPU session at a fixed intra-op thread count, called with one float32 batch."""
-    from medopt.compress.export import INPUT_NAME, OUTPUT_NAME, ort_session
-
-    session: Any = ort_session(path, threads=threads)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-    return run
-
-
-def torch_runner(bundle: ModelBundle, threads: int | None) -> Runner:
-    """The PyTorch model in eval/inference mode; ``threads`` sets torch's intra-op thread count."""
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    model = bundle.model.eval()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x)).float().numpy()
-
-    return run
+    return _model_file().load_model_file(store.get_file(_parent_key(store, manifest), workdir / "parent.pt"))
 
 
 def resolve_runtime(manifest: Manifest, runtime: str) -> str:
@@ -154,23 +144,26 @@ def resolve_runtime(manifest: Manifest, runtime: str) -> str:
 
 
 def load_served_model(store: ArtifactStore, key: str, *, name: str, runtime: str, threads: int | None,
-                      max_rows: int, workdir: Path) -> ServedModel:
-    """Fetch ``key`` (sha256-verified by the store), build its runner and describe its input and identity.
+                      max_rows: int, workdir: Path, device: Device = "cpu") -> ServedModel:
+    """Fetch ``key`` (sha256-verified by the store), build its runner on ``device`` and describe its input and
+    identity.
 
     Raises:
         ArtifactNotFound / ArtifactCorrupted: missing artifact or hash mismatch (nothing is served).
         ServeError: not a model, or a runtime that cannot run it.
+        DeviceError: ``device`` is not usable by the runtime, or a torch model in an image without torch.
     """
     manifest = store.manifest(key)
     chosen = resolve_runtime(manifest, runtime)
     path = store.get_file(key, workdir / Path(key).name)
     if chosen == "onnx":
         about = _meta_description(manifest) or _bundle_description(_parent_bundle(store, manifest, workdir))
-        runner = onnx_runner(path, threads)
+        # the CPU call keeps the two-argument form that tests/serve/test_model.py patches in
+        runner = onnx_runner(path, threads) if device == "cpu" else onnx_runner(path, threads, device)
     else:
-        bundle = load_model_file(path)
+        bundle = _model_file().load_model_file(path)
         about = _bundle_description(bundle)
-        runner = torch_runner(bundle, threads)
+        runner = torch_runner(bundle, threads, device)
     spec, info = _spec_and_info(manifest, about, name=name, max_rows=max_rows)
     logger.info("loaded %s (%s, %s runtime, sha256 %s)", key, manifest.kind, chosen, manifest.sha256[:12])
     return ServedModel(runner=runner, spec=spec, info=info, runtime=chosen)
@@ -187,16 +180,16 @@ def _spec_and_info(manifest: Manifest, about: Described, *, name: str, max_rows:
 
 def _file_description(path: Path) -> Described:
     """The recipe saved in a medopt model file, read with its weights memory-mapped: no model is built."""
-    import torch
-
+    torch = import_torch()
+    model_file = _model_file()
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         preprocess = PreprocessConfig.model_validate(payload["preprocess"])
-        about = Described(geometry_of(payload, preprocess), preprocess)
+        about = Described(model_file.geometry_of(payload, preprocess), preprocess)
     except Exception as exc:  # noqa: BLE001 - torch and pydantic raise many types for a bad file
         raise ServeError(f"{path.name} is not a readable medopt model file ({exc.__class__.__name__})") from None
-    if payload.get("format") != MODEL_FILE_FORMAT:
-        raise ServeError(f"{path.name} is not a medopt model file (format {MODEL_FILE_FORMAT} expected)")
+    if payload.get("format") != model_file.FORMAT:
+        raise ServeError(f"{path.name} is not a medopt model file (format {model_file.FORMAT} expected)")
     return about
 
 

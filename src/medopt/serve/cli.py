@@ -21,11 +21,12 @@ def serve_app(
     port: Annotated[int | None, typer.Option(help="HTTP port (V1 + V2 REST, /metrics).")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="V2 gRPC port.")] = None,
     model_name: Annotated[str | None, typer.Option(help="Model name in the URLs.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (overrides serve.device).")] = None,
 ) -> None:
     """Serve a stored model over KServe V1/V2 REST and V2 gRPC until SIGTERM or Ctrl+C."""
     from medopt.serve.__main__ import run
 
     code = friendly_errors(run)(config, overrides or [], artifact=artifact, host=host, http_port=port,
-                                grpc_port=grpc_port, model_name=model_name)
+                                grpc_port=grpc_port, model_name=model_name, device=device)
     if code:
         raise typer.Exit(code)

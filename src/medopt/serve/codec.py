@@ -2,7 +2,8 @@
 
 Everything a client can send ends up as one float32 (N,C,H,W) batch: raw tensors are checked (shape, dtype, finite
 values) and passed through; encoded images (PNG/JPEG) and DICOM files go through the data stage's own readers and
-``preprocess_batch`` with the artifact's preprocessing, so serving sees pixels exactly as training did. The functions
+training's own preprocessing (``medopt.data.preprocess``, numpy, no torch) with the artifact's preprocessing, so
+serving sees pixels exactly as training did. The functions
 here know nothing about KServe's model lifecycle, so the same step can run inside the predictor or as a transformer.
 """
 
@@ -20,9 +21,9 @@ import numpy as np
 from medopt.config import DicomConfig, PreprocessConfig
 from medopt.data.dicom import read_dicom
 from medopt.data.readers import read_pil, stack_images
-from medopt.data.transforms import preprocess_batch
 from medopt.serve.codec_error import CodecError
 from medopt.models.geometry import ModelGeometry
+from medopt.data.preprocess import preprocess_images
 
 OUTPUT_PROBS = "probabilities"
 OUTPUT_LABEL = "label"
@@ -117,7 +118,7 @@ def images_to_tensor(images: np.ndarray, spec: InputSpec, where: str = "images")
                          f"{tuple(images.shape)}")
     if not 1 <= images.shape[0] <= spec.max_rows or min(images.shape[1:3]) < 1:
         raise CodecError(f"{where}: {images.shape[0]} images of {images.shape[1:3]}; 1 to {spec.max_rows} allowed")
-    x = preprocess_batch(images if images.ndim == 4 else images[..., None], spec.preprocess).numpy()
+    x = preprocess_images(images if images.ndim == 4 else images[..., None], spec.preprocess, spec.size)
     if x.shape[1] != spec.in_chans:
         raise CodecError(f"{where}: images have {x.shape[1]} channel(s) after preprocessing; the model expects "
                          f"{spec.in_chans}")

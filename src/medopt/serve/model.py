@@ -39,7 +39,8 @@ class MedoptModel(Model):
         self.ready = False
         with tempfile.TemporaryDirectory(prefix="medopt-serve-") as tmp:
             served = load_served_model(self.store, self.artifact, name=self.name, runtime=self.cfg.runtime,
-                                       threads=self.cfg.threads, max_rows=self.cfg.max_images, workdir=Path(tmp))
+                                       threads=self.cfg.threads, max_rows=self.cfg.max_images, workdir=Path(tmp),
+                                       device=self.cfg.device)
         warm = served.runner(np.zeros((1, *served.spec.shape), dtype=np.float32))
         if warm.ndim != 2 or warm.shape[0] != 1 or not np.isfinite(warm).all():
             raise ValueError(f"warm-up of '{self.artifact}' gave logits of shape {warm.shape}; expected (1, classes)")

@@ -78,7 +78,15 @@ def run_train(
     prefix: str,
     on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train on a stored dataset and store ``<prefix>/train/model.pt`` and ``history.json`` with manifests."""
+    """Train on a stored dataset and store ``<prefix>/train/model.pt`` and ``history.json`` with manifests.
+
+    Backend 'kuberay' runs this same function with backend 'ray' in a RayJob and reads its artifacts back.
+    """
+    if cfg.train.backend == "kuberay":
+        from medopt.train.kuberay import train_on_kuberay
+
+        trained = train_on_kuberay(cfg, store, dataset_key=dataset_key, prefix=prefix, on_epoch_end=on_epoch_end)
+        return TrainResult(model=trained.model, history=trained.history, fit=trained.fit)
     provenance = cfg.model_dump(mode="json")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
