@@ -115,3 +115,30 @@ def test_an_overlay_can_move_every_project_image_to_another_registry(tmp_path: P
     pods = [spec["submitterPodTemplate"], spec["rayClusterSpec"]["headGroupSpec"]["template"],
             *[g["template"] for g in spec["rayClusterSpec"]["workerGroupSpecs"]]]
     assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {"registry.example.com/team/medopt:1.2.3"}
+
+
+def test_kfp_namespace_objects_validate_strictly() -> None:
+    docs = kustomize("kfp")
+    assert {d["kind"] for d in docs} == {"ServiceAccount", "ConfigMap"}
+    for doc in docs:
+        validate_manifest(doc)
+        assert doc["metadata"]["namespace"] == "kubeflow"
+
+
+def test_cluster_storage_container_is_a_valid_container() -> None:
+    """No ClusterStorageContainer CRD is in ../shared/crds: its container is checked as a core Container (in a Pod),
+    its other fields against the keys KServe's CRD defines (spec: container, supportedUriFormats, workloadType)."""
+    from render import serving_examples
+
+    (csc,) = [d for d in serving_examples() if d["kind"] == "ClusterStorageContainer"]
+    assert csc["apiVersion"] == "serving.kserve.io/v1alpha1" and "namespace" not in csc["metadata"]
+    assert set(csc["spec"]) <= {"container", "supportedUriFormats", "workloadType"}
+    assert csc["spec"]["workloadType"] == "initContainer"
+    assert all(set(f) <= {"prefix", "regex"} for f in csc["spec"]["supportedUriFormats"])
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"},
+           "spec": {"containers": [csc["spec"]["container"]]}}
+    validate_manifest(pod)
+    broken = copy.deepcopy(pod)
+    broken["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(ManifestInvalid, match="runAsNonroot"):
+        validate_manifest(broken)
