@@ -74,10 +74,12 @@ class PartitionConfig(Section):
 
 
 class DicomConfig(Section):
-    """Intensity handling for DICOM sources; the window defaults to the file's own tags."""
+    """Intensity and frame handling for DICOM sources; the window defaults to the file's own tags."""
 
     window_center: float | None = None
     window_width: float | None = Field(None, gt=0)
+    frame_policy: Literal["first", "middle", "reject"] = Field(
+        "middle", description="Which frame of a multi-frame file is read; 'reject' refuses such files.")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> "DicomConfig":

@@ -1,4 +1,4 @@
-"""DICOM to uint8: rescale to modality units, window, invert MONOCHROME1.
+"""DICOM to uint8: rescale to modality units, window, invert MONOCHROME1 (decoding lives in ``dicom_decode``).
 
 Shared by the data stage and the serving codec, so a DICOM upload at inference time is turned into pixels exactly
 as the training images were.
@@ -6,14 +6,16 @@ as the training images were.
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from medopt.config import DicomConfig
+from medopt.data.dicom_decode import UnsupportedDicomError, decode_frame, open_dicom
 from medopt.data.types import DataError
+
+__all__ = ["UnsupportedDicomError", "minmax_to_uint8", "read_dicom", "window_to_uint8"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,49 +63,25 @@ def _pick_window(ds: object, window: DicomConfig, name: str) -> tuple[float, flo
     return (file_center, file_width) if file_width > 0 else None
 
 
-def _gray_pixels(ds: object, name: str) -> np.ndarray:
-    """The stored pixels as one 2-D frame: middle frame of a multi-frame file, luminance of a colour one."""
-    try:
-        pixels = np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
-    except Exception as exc:  # pydicom raises many types for missing/compressed/truncated pixel data
-        raise DataError(f"{name}: cannot decode DICOM pixel data ({exc.__class__.__name__}: {exc})") from None
-    samples = int(getattr(ds, "SamplesPerPixel", 1))
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1:
-        pixels = pixels[pixels.shape[0] // 2]
-    if samples == 3:
-        if pixels.ndim != 3 or pixels.shape[-1] != 3:
-            raise DataError(f"{name}: colour DICOM with unexpected pixel shape {pixels.shape}")
-        pixels = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    if pixels.ndim != 2:
-        raise DataError(f"{name}: expected a 2-D DICOM image, got pixel shape {pixels.shape}")
-    return pixels
+def _gray(pixels: np.ndarray) -> np.ndarray:
+    """Monochrome values as they are; RGB (any colour model, already converted) as its luminance."""
+    return pixels if pixels.ndim == 2 else pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
 def read_dicom(path_or_bytes: str | Path | bytes, window: DicomConfig) -> np.ndarray:
-    """Read one DICOM image as uint8 (H, W), as a radiologist would view it.
+    """Read one DICOM image as uint8 (H, W), as a radiologist would view it; the data source and the server both
+    call this, so training and serving see the same pixels.
 
-    Steps: modality rescale (RescaleSlope/RescaleIntercept), then the window (``window`` if set, else the file's
-    WindowCenter/WindowWidth, else the min-max range), then inversion for MONOCHROME1 so bright always means dense.
+    Steps: decode one frame (``window.frame_policy`` for multi-frame files; colour as luminance), modality rescale
+    (RescaleSlope/RescaleIntercept), then the window (``window`` if set, else the file's WindowCenter/WindowWidth,
+    else the min-max range), then inversion for MONOCHROME1 so bright always means dense.
 
     Raises:
-        DataError: the file is missing, not DICOM, has no decodable pixels, or the window settings are inconsistent.
+        DataError: the file is missing, not DICOM, has no decodable pixels, or the window settings are inconsistent;
+            UnsupportedDicomError (a DataError) names an unsupported transfer syntax, missing plugin or frame count.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    is_bytes = isinstance(path_or_bytes, (bytes, bytearray))
-    name = "<DICOM bytes>" if is_bytes else str(path_or_bytes)
-    source = io.BytesIO(path_or_bytes) if is_bytes else Path(path_or_bytes)
-    if not is_bytes and not Path(path_or_bytes).is_file():
-        raise DataError(f"{name}: DICOM file not found")
-    try:
-        ds = pydicom.dcmread(source)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
-        raise DataError(f"{name}: not a readable DICOM file ({exc.__class__.__name__}: {exc})") from None
-    if "PixelData" not in ds:
-        raise DataError(f"{name}: DICOM file has no PixelData")
-    pixels = _gray_pixels(ds, name)
+    ds, name = open_dicom(path_or_bytes)
+    pixels = _gray(decode_frame(ds, window.frame_policy, name))
     slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
     values = pixels.astype(np.float64) * slope + intercept

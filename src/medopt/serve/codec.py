@@ -23,6 +23,7 @@ from medopt.data.dicom import read_dicom
 from medopt.data.readers import read_pil, stack_images
 from medopt.serve.codec_error import CodecError
 from medopt.models.geometry import ModelGeometry
+from medopt.data.dicom_decode import looks_like_dicom
 from medopt.data.preprocess import preprocess_images
 
 OUTPUT_PROBS = "probabilities"
@@ -94,8 +95,8 @@ def _numeric_array(rows: Any, where: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- images
 def is_dicom(blob: bytes) -> bool:
-    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble."""
-    return len(blob) >= 132 and blob[128:132] == b"DICM"
+    """DICOM Part 10 files ('DICM' after the 128-byte preamble) and preamble-less datasets, as the data stage reads."""
+    return looks_like_dicom(blob)
 
 
 def _decode_one(blob: bytes, index: int, spec: InputSpec) -> np.ndarray:
