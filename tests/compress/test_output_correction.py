@@ -75,7 +75,7 @@ def test_the_kept_corrected_file_holds_the_correction(tmp_path, monkeypatch, tra
                                                       data: CompressData, ccfg: CompressConfig,
                                                       train_cfg: TrainConfig) -> None:
     """When only the corrected file fits, that file (with its Add) is the one kept."""
-    import medopt.compress.recipes as recipes
+    import medopt.compress.candidate as recipes  # calibrated_int8 lives there
 
     real, real_correct = recipes.split_bacc, recipes.correct_output_bias
     _scoring_corrected = [False]  # every file scores 0.1 until a correction was made, then 0.9

@@ -106,7 +106,7 @@ def test_int8_calibration_backs_off_and_keeps_the_best(tmp_path, trained: nn.Mod
 def test_export_agreement_is_checked_on_validation_images(tmp_path, monkeypatch, trained: nn.Module,
                                                           data: CompressData, ccfg: CompressConfig,
                                                           train_cfg: TrainConfig) -> None:
-    from medopt.compress import recipes
+    from medopt.compress import candidate as recipes  # export_checked lives there
 
     seen: list[torch.Tensor] = []
     real = recipes.check_onnx_agreement

@@ -87,3 +87,43 @@ def test_oversized_request_runs_alone_and_errors_reach_every_caller() -> None:
 def test_invalid_settings_raise() -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         Batcher(Recorder(), max_batch_size=0, max_latency_ms=1)
+
+
+def test_lone_request_gets_timed_threaded_and_inline() -> None:
+    from medopt.serve.timing import RequestTiming
+
+    for inline in (False, True):
+        runner = Recorder()
+        batcher = Batcher(runner, max_batch_size=4, max_latency_ms=0, inline=inline)
+
+        async def main() -> tuple[np.ndarray, RequestTiming]:
+            timing = RequestTiming()
+            return await batcher.submit(np.full((1, 2), 3, dtype=np.float32), timing), timing
+
+        out, timing = asyncio.run(main())
+        batcher.close()
+        assert float(out[0, 0]) == 6.0 and runner.sizes == [1] and batcher.batches == batcher.requests == 1
+        assert {"queue", "infer", "resume"} <= set(timing.ns) and timing.rows == 1
+
+
+def test_inline_batcher_merges_and_splits_like_the_threaded_one() -> None:
+    runner = Recorder()
+    batcher = Batcher(runner, max_batch_size=4, max_latency_ms=0, inline=True)
+    arrays = [np.full((1, 2), i, dtype=np.float32) for i in range(9)]
+
+    async def main() -> list[np.ndarray]:
+        return list(await _submit_all(batcher, arrays))
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert [float(r[0, 0]) for r in results] == [2.0 * i for i in range(9)]
+    assert sum(runner.sizes) == 9 and max(runner.sizes) == 4
+
+
+def test_inline_needs_one_worker_and_closed_batcher_refuses() -> None:
+    with pytest.raises(ValueError, match="inline"):
+        Batcher(Recorder(), max_batch_size=4, max_latency_ms=0, workers=2, inline=True)
+    batcher = Batcher(Recorder(), max_batch_size=4, max_latency_ms=0)
+    batcher.close()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        asyncio.run(batcher.submit(np.ones((1, 1), dtype=np.float32)))

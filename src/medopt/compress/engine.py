@@ -23,7 +23,7 @@ from medopt.compress.measure import (Predictor, interleaved_latency, onnx_predic
 from medopt.compress.prune import count_params_macs
 from medopt.compress.recipes import (RECIPES, CompressedModel, RecipeContext, SaveModel, pickled_module,
                                      save_state_dict)
-from medopt.config import CompressConfig, TrainConfig
+from medopt.config import CompressConfig, ModelConfig, TrainConfig
 from medopt.evaluate.metrics import SCALAR_METRICS as _SCALARS
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ def compress_model(
     workdir: Path,
     settings: MeasureSettings = MeasureSettings(),
     save_model: SaveModel = save_state_dict,
+    model_config: ModelConfig | None = None,
 ) -> CompressOutcome:
     """Measure both fp32 baselines, run every ``cfg.recipes`` entry and pick the fastest (batch 1) within budget.
 
@@ -181,7 +182,7 @@ def compress_model(
     torch.set_num_threads(threads)
     model = model.cpu().eval()
     baseline_bacc = split_bacc(torch_predictor(model), data)
-    ctx = RecipeContext(model, data, cfg, train, workdir, threads, baseline_bacc, save_model)
+    ctx = RecipeContext(model, data, cfg, train, workdir, threads, baseline_bacc, save_model, model_config)
     cands, reference = _baselines(ctx)
     models: dict[str, CompressedModel] = {}
     failed: list[dict[str, Any]] = []

@@ -95,7 +95,8 @@ def run_compress(
         data = CompressData(dataset, bundle.preprocess, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
                             geometry=bundle.geometry)
         outcome = compress_model(bundle.model, data, cfg.compress, cfg.train, workdir=work / "compress",
-                                 settings=settings, save_model=_bundle_saver(bundle))
+                                 settings=settings, save_model=_bundle_saver(bundle),
+                                 model_config=bundle.model_config)
         artifacts = _store_artifacts(store, outcome, prefix, provenance, parents, bundle)
         table = {"best": outcome.best, "threads": outcome.threads, "accuracy_budget": cfg.compress.accuracy_budget,
                  "model": bundle.model_config.name, "rows": outcome.rows,

@@ -45,6 +45,10 @@ class ServeConfig(Section):
     max_latency_ms: float = Field(2.0, ge=0, le=1000, description="Longest wait for more rows once batching is busy.")
     threads: int | None = Field(None, ge=1, description="ORT intra-op / torch threads per inference; default all.")
     workers: int = Field(1, ge=1, le=64, description="Batches run concurrently (threads x workers = CPU budget).")
+    inline_inference: bool = Field(False, description="Run each batch on the event-loop thread (workers must be 1): no "
+                                   "thread hand-off per batch, but no request is read while a batch runs.")
+    timing: bool = Field(False, description="Per-stage server timings (medopt-timing header, GET /debug/timing); "
+                         "for profiling, off in production.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     max_images: int = Field(64, ge=1, description="Most rows (images/tensors) accepted in one request.")
     runtime: Literal["auto", "onnx", "torch"] = Field("auto", description="'auto' follows the artifact's kind.")
@@ -55,6 +59,9 @@ class ServeConfig(Section):
     def _ports_differ(self) -> "ServeConfig":
         if self.http_port == self.grpc_port:
             raise ValueError(f"serve.http_port and serve.grpc_port must differ (both {self.http_port})")
+        if self.inline_inference and self.workers != 1:
+            raise ValueError(f"serve.inline_inference runs one batch at a time; serve.workers must be 1, not "
+                             f"{self.workers}")
         return self
 
 

@@ -152,6 +152,12 @@ class CompressConfig(Section):
     distill: bool = Field(False, description="Distil from the unpruned teacher while fine-tuning.")
     distill_alpha: float = Field(0.5, ge=0, le=1)
     distill_temperature: float = Field(4.0, gt=0)
+    student: str = Field("efficientnet_lite0", description="Registry model the distill recipes train (no "
+                         "squeeze-excite, ReLU6: int8-friendly); it keeps the teacher's stem, geometry and classes.")
+    student_epochs: int = Field(10, ge=1, description="Distillation epochs of the student (best on validation kept).")
+    student_lr: float = Field(1e-3, gt=0, description="Constant learning rate of the student's distillation.")
+    student_pretrained: Literal["auto", "yes", "no"] = Field(
+        "auto", description="Start the student from ImageNet weights: 'auto' when the registry has an offline source.")
     calibration_samples: int = Field(256, ge=1)
     calibration_methods: tuple[Literal["minmax", "percentile", "entropy"], ...] = Field(
         ("minmax",), min_length=1,

@@ -98,6 +98,54 @@ def decode_binary_request(body: bytes, json_length: int, model_name: str) -> Any
                         parameters=params if isinstance(params, dict) else None, request_outputs=requested)
 
 
+def _requested_outputs(header: dict[str, Any], where: str) -> Any:
+    from kserve.protocol.infer_type import RequestedOutput
+
+    outputs = header.get("outputs")
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list):
+        raise CodecError(f"{where}: 'outputs' must be a list")
+    if not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise CodecError(f"{where}: each of 'outputs' needs a 'name'")
+    if any(o.get("parameters") is not None and not isinstance(o["parameters"], dict) for o in outputs):
+        raise CodecError(f"{where}: outputs[].parameters must be an object")
+    return [RequestedOutput(name=o["name"], parameters=o.get("parameters") or {}) for o in outputs] or None
+
+
+def decode_json_request(body: bytes, model_name: str) -> Any:
+    """A V2 JSON request body to a kserve ``InferRequest``, as kserve's pydantic ``InferenceRequest`` route would
+    build it (``InferRequest.from_inference_request``), without the pydantic model in between.
+
+    Raises:
+        CodecError: not JSON, or not the V2 request object (``inputs`` with name, shape, datatype and ``data``).
+    """
+    from kserve import InferInput, InferRequest
+
+    try:
+        header = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"request body is not valid JSON ({exc.msg})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list) or not header["inputs"]:
+        raise CodecError("V2 request needs a non-empty 'inputs' list")
+    inputs = []
+    for i, spec in enumerate(header["inputs"]):
+        name, shape, dtype, params = _check_input(spec, i)
+        data = spec.get("data")
+        if not isinstance(data, list):
+            raise CodecError(f"input '{name}': 'data' must be a list")
+        if dtype == "FP16" and data:
+            raise CodecError(f"input '{name}': FP16 data cannot be sent as JSON; use the binary extension")
+        inputs.append(InferInput(name=name, shape=shape, datatype=dtype, data=data, parameters=params))
+    request_id, params = header.get("id"), header.get("parameters")
+    if request_id is not None and not isinstance(request_id, str):
+        raise CodecError("V2 request: 'id' must be a string")
+    if params is not None and not isinstance(params, dict):
+        raise CodecError("V2 request: 'parameters' must be an object")
+    return InferRequest(model_name=model_name, request_id=request_id, infer_inputs=inputs, parameters=params,
+                        request_outputs=_requested_outputs(header, "V2 request"))
+
+
 def kserve_list_decode(body: bytes, json_length: int, model_name: str) -> np.ndarray:
     """kserve's own decoding (per-element Python lists) then back to numpy: the baseline the benchmark compares."""
     from kserve import InferRequest

@@ -4,6 +4,10 @@
 2. Decode V2 binary tensors with numpy (``serve/request.py``, ``serve/binary.py``) instead of kserve's
    element-by-element lists.
 3. Refuse bodies above ``max_body_bytes`` with 413 before reading them, and answer malformed JSON with one line.
+4. V2 inference (REST and gRPC) of a ready medopt model takes the fast paths of ``serve/fastpath.py`` (no FastAPI,
+   pydantic or kserve per-request machinery); with ``serve.timing`` on, ``GET /debug/timing`` reports where the time
+   goes (``serve/timing.py``).
+5. The event loop is uvloop's (uvicorn's parser is httptools), when installed.
 
 The server starts listening first and loads the model in the background, so readiness probes see "not ready" until
 the warm-up inference has run; a model that fails to load (e.g. a sha256 mismatch) stops the server with an error.
@@ -27,12 +31,12 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
-from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException
 
 from medopt.config import ServeConfig
+from medopt.serve.fastpath import FastInferenceServicer, V2RestFastPath
 from medopt.serve.kserve_compat import add_kserve_routes, request_exit
 from medopt.serve.request import decode_binary_body
 
@@ -97,14 +101,31 @@ class MedoptRESTServer(RESTServer):
         self.config.host = cfg.host
         self.config.access_log = False
         self.max_body_bytes = cfg.max_body_bytes
+        self.timing = cfg.timing
 
     def create_application(self) -> None:
         app = FastAPI(title="medopt model server", docs_url=None, redoc_url=None)
+        if self.timing:
+            app.add_api_route("/debug/timing", self._timing, methods=["GET"])
+            app.add_api_route("/debug/timing/reset", self._timing_reset, methods=["POST"])
         add_kserve_routes(self, app)
         app.add_exception_handler(RequestValidationError, _validation_error)
         app.add_exception_handler(HTTPException, _http_error)
-        app.add_middleware(BodyLimitMiddleware, max_bytes=self.max_body_bytes)
+        app.add_middleware(V2RestFastPath, repository=self.dataplane.model_registry)
+        app.add_middleware(BodyLimitMiddleware, max_bytes=self.max_body_bytes)  # added last: runs first
         self.config.app = app
+
+    def _timed_models(self) -> dict[str, Any]:
+        models = self.dataplane.model_registry.get_models().values()
+        return {m.name: m.timings for m in models if getattr(m, "timings", None) is not None}
+
+    async def _timing(self) -> dict[str, Any]:
+        return {name: timings.summary() for name, timings in self._timed_models().items()}
+
+    async def _timing_reset(self) -> dict[str, Any]:
+        for timings in self._timed_models().values():
+            timings.reset()
+        return {"reset": True}
 
     def request_exit(self) -> None:
         request_exit(self)
@@ -127,7 +148,7 @@ class MedoptGRPCServer:
                                   options=[("grpc.max_receive_message_length", self._max),
                                            ("grpc.max_send_message_length", self._max)])
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self._dataplane, self._extension), self._server)
+            FastInferenceServicer(self._dataplane, self._extension), self._server)
         if self._server.add_insecure_port(self.address) == 0:
             raise OSError(f"gRPC: cannot bind {self.address}")
         await self._server.start()
@@ -194,10 +215,20 @@ class MedoptServer:
         logger.info("server stopped")
 
 
+def event_loop_factory() -> Any:
+    """uvloop's event loop when installed (a faster loop for every request), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def serve_until_stopped(model: Model, cfg: ServeConfig) -> int:
     """Serve one kserve model (predictor or transformer) until SIGTERM/SIGINT; 1 if it failed to load."""
     server = MedoptServer([model], cfg)
-    asyncio.run(server.serve())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(server.serve())
     if server.load_error is not None:
         logger.error("not serving: %s", server.load_error)
         return 1
