@@ -19,17 +19,24 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 ROWS, COLS = 32, 40  # J2K needs >= 32 px per side (6 resolutions); even width: YBR_FULL_422 pairs pixels
 
 
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float | None = None,
-                intercept: float | None = None, center: float | None = None, width: float | None = None) -> Path:
-    """An uncompressed DICOM file of ``pixels`` (8/16-bit, signed or not), optional rescale and window tags."""
-    pixels = np.asarray(pixels)
-    bits = pixels.dtype.itemsize * 8
+def _secondary_capture() -> Dataset:
+    """An empty Secondary Capture dataset with explicit-VR-little-endian file meta and a fresh instance UID."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
+    return ds
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float | None = None,
+                intercept: float | None = None, center: float | None = None, width: float | None = None) -> Path:
+    """An uncompressed DICOM file of ``pixels`` (8/16-bit, signed or not), optional rescale and window tags."""
+    pixels = np.asarray(pixels)
+    bits = pixels.dtype.itemsize * 8
+    ds = _secondary_capture()
+    meta = ds.file_meta
     ds.SOPClassUID = SecondaryCaptureImageStorage
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "OT"
@@ -165,12 +172,8 @@ def expected_frame(case: Case, source: np.ndarray, index: int) -> np.ndarray:
 
 
 def _dataset(case: Case, source: np.ndarray) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
+    ds = _secondary_capture()
+    meta = ds.file_meta
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID, "OT"
     ds.Rows, ds.Columns = ROWS, COLS
     ds.SamplesPerPixel = 3 if case.colour else 1

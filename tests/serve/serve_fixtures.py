@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import signal
 import socket
@@ -11,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -137,9 +140,10 @@ def wait_ready(running: Running, timeout: float = 60.0) -> None:
     raise TimeoutError("server not ready in time")
 
 
-@pytest.fixture(scope="module")
-def server(stored: Stored, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = start_server(stored, tmp_path_factory.mktemp("server"), ONNX_KEY)
+@contextlib.contextmanager
+def running_server(stored: Stored, folder: Path, key: str = ONNX_KEY, **kwargs: Any) -> Iterator[Running]:
+    """A server on ``key`` until the block ends (SIGTERM then), once it answers ready."""
+    running = start_server(stored, folder, key, **kwargs)
     try:
         wait_ready(running)
         yield running
@@ -147,3 +151,9 @@ def server(stored: Stored, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         if running.proc.poll() is None:
             running.proc.send_signal(signal.SIGTERM)
             running.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(stored: Stored, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with running_server(stored, tmp_path_factory.mktemp("server")) as running:
+        yield running

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from serve_fixtures import NAME, ONNX_KEY, SIZE, Running, Stored, direct_probs, start_server, wait_ready
+from serve_fixtures import NAME, ONNX_KEY, SIZE, Running, Stored, direct_probs, running_server
 
 from medopt.serve.launch import import_kserve
 
@@ -82,14 +81,8 @@ def test_timings_off_records_nothing_and_on_summarises() -> None:
 
 @pytest.fixture(scope="module")
 def timed_server(stored: Stored, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = start_server(stored, tmp_path_factory.mktemp("timed"), ONNX_KEY, timing=True)
-    try:
-        wait_ready(running)
+    with running_server(stored, tmp_path_factory.mktemp("timed"), ONNX_KEY, timing=True) as running:
         yield running
-    finally:
-        if running.proc.poll() is None:
-            running.proc.send_signal(signal.SIGTERM)
-            running.proc.wait(timeout=30)
 
 
 def _grpc_request(x: np.ndarray) -> pb.ModelInferRequest:
